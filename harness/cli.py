@@ -1,0 +1,274 @@
+"""The ``harness`` command line: a thin, typed Typer layer over importable logic.
+
+Every user-caused failure is a :class:`harness.errors.HarnessError`; here it becomes one line on
+stderr (``error: ...``) and exit code 2, with no traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.errors import HarnessError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmarking and ablation harness for diffusion-based 3D human pose lifting.")
+data_app = typer.Typer(no_args_is_help=True, help="Synthetic benchmarks, data preparation and checks.")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+class Benchmark(str, Enum):
+    h36m = "h36m"
+    mpi3dhp = "3dhp"
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn HarnessError (and a few OS errors) into one line and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HarnessError as e:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except (PermissionError, IsADirectoryError, NotADirectoryError) as e:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {e.filename}: {e.strerror}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/]: finished results are kept; rerun to resume", highlight=False)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    _state["debug"] = debug
+
+
+# --------------------------------------------------------------------------------------------- data
+@data_app.command("synth")
+@handle_errors
+def data_synth(
+    benchmark: Benchmark = typer.Argument(..., help="Which benchmark's file layout to write."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the files into."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (the files are deterministic for a seed)."),
+) -> None:
+    """Write a synthetic benchmark in exactly the real files' layout."""
+    import time
+
+    from harness.data.synth import synth_3dhp, synth_h36m
+
+    t0 = time.perf_counter()
+    paths = (synth_h36m if benchmark is Benchmark.h36m else synth_3dhp)(out, seed=seed)
+    for p in paths:
+        console.print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)", highlight=False)
+    console.print(f"synthetic {benchmark.value} (seed {seed}) in {time.perf_counter() - t0:.1f} s", highlight=False)
+
+
+@data_app.command("prepare")
+@handle_errors
+def data_prepare(
+    data_root: Path = typer.Option(..., "--data-root", help="Folder with data_3d_h36m.npz and cameras.h5."),
+    out: Path = typer.Option(..., "--out", help="Folder to write data_2d_h36m_gt.npz into."),
+) -> None:
+    """Derive the ground-truth 2D file from the 3D and the cameras (VideoPose3D's prepare step)."""
+    from harness.data.h36m import prepare_gt_2d
+
+    path = prepare_gt_2d(data_root, out)
+    console.print(f"wrote {path}", highlight=False)
+
+
+@data_app.command("check")
+@handle_errors
+def data_check(
+    benchmark: Benchmark = typer.Option(Benchmark.h36m, "--benchmark", help="h36m or 3dhp."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Data folder (default: the synthetic benchmark)."),
+    keypoints: str = typer.Option("gt", "--keypoints", help="H36M 2D keypoints name (data_2d_h36m_<name>.npz)."),
+) -> None:
+    """Summarise a data folder and list every problem found; exit 1 if there is any."""
+    from harness.data import resolve_data_root
+
+    root = resolve_data_root(benchmark.value, data_root)
+    if benchmark is Benchmark.h36m:
+        from harness.data.h36m import scan_h36m
+
+        report = scan_h36m(root, keypoints)
+    else:
+        from harness.data.mpi3dhp import scan_3dhp
+
+        report = scan_3dhp(root)
+    _print_report(report, title=f"{benchmark.value} data in {root}")
+    problems = report.get("problems", []) if isinstance(report, dict) else getattr(report, "problems", [])
+    if problems:
+        err_console.print(f"[bold red]{len(problems)} problem(s) found[/]", highlight=False)
+        for p in problems:
+            err_console.print(f"  - {p}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print("[green]no problems found[/]")
+
+
+def _print_report(report, title: str) -> None:
+    rep = report if isinstance(report, dict) else vars(report)
+    rows = rep.get("rows") or []
+    if rows:
+        table = Table(title=title)
+        for col in rows[0]:
+            table.add_column(str(col), justify="right" if isinstance(rows[0][col], (int, float)) else "left")
+        for r in rows:
+            table.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in r.values()])
+        console.print(table)
+    for key, value in rep.items():
+        if key in ("rows", "problems"):
+            continue
+        console.print(f"{key}: {value}", highlight=False)
+
+
+# ------------------------------------------------------------------------------------ variants
+@app.command("variants")
+@handle_errors
+def variants_cmd(
+    hid_dim: int = typer.Option(96, "--hid-dim", min=1, help="Hidden size to count parameters at."),
+    num_layers: int = typer.Option(5, "--layers", min=1, help="Number of layers."),
+    n_head: int = typer.Option(4, "--heads", min=1, help="Attention heads."),
+) -> None:
+    """List the denoiser variants and noise models, with parameter counts."""
+    from harness.config import Config
+    from harness.models import build_lifter, count_parameters
+    from harness.variants import NOISES, VARIANT_INFO, VARIANTS, build_variant
+
+    cfg = Config(hid_dim=hid_dim, num_layers=num_layers, n_head=n_head)
+    table = Table(title=f"Denoiser variants (hid {hid_dim}, {num_layers} layers, {n_head} heads)")
+    for col, just in (("variant", "left"), ("CCE", "center"), ("CAG", "center"), ("parameters", "right"),
+                      ("description", "left")):
+        table.add_column(col, justify=just)
+    for name in VARIANTS:
+        info = VARIANT_INFO[name]
+        n = count_parameters(build_variant(cfg.replace(variant=name)))
+        table.add_row(name, "yes" if info["cce"] else "-", "yes" if info["cag"] else "-", f"{n:,}", info["description"])
+    console.print(table)
+    lifter = count_parameters(build_lifter(hid_dim=hid_dim, num_layers=num_layers, n_head=n_head))
+    console.print(f"initial lifter (GraFormer): {lifter:,} parameters", highlight=False)
+    for k in NOISES:
+        console.print(f"noise [bold]{k}[/]: {escape(NOISES.get(k))}", highlight=False)
+
+
+# --------------------------------------------------------------------------------- train / eval
+def _progress_printer():
+    """A callback that prints one line per epoch (stage, epoch, loss, epoch time)."""
+
+    def cb(ev: dict) -> None:
+        if ev.get("stage") in ("lifter", "denoiser"):
+            console.print(f"  {ev['stage']:8s} epoch {ev['epoch']:>4}/{ev['epochs']:<4} loss {ev['loss']:.5f}  "
+                          f"{ev['seconds']:.1f} s", highlight=False)
+        elif ev.get("stage") == "eval":
+            console.print("  evaluating ...", highlight=False)
+
+    return cb
+
+
+def print_metrics(result: dict) -> None:
+    m = result["metrics"]
+    bench = result["config"]["benchmark"]
+    table = Table(title=f"{result['run']}  ({'synthetic' if result['data']['synthetic'] else 'real'} data, "
+                        f"{result['wall_time_s']:.0f} s)")
+    if bench == "h36m":
+        table.add_column("model")
+        actions = [a for a in m["diffusion"]["p1"] if a != "Avg"]
+        for a in actions + ["Avg"]:
+            table.add_column(a[:6], justify="right")
+        for name, res in m.items():
+            for proto in ("p1", "p2"):
+                table.add_row(f"{name} {proto.upper()}", *[f"{res[proto][a]:.1f}" for a in actions + ["Avg"]])
+    else:
+        table.add_column("model")
+        cols = None
+        for name, res in m.items():
+            scenes = [k for k in res.get("scenes", {})] + ["All"]
+            if cols is None:
+                cols = scenes
+                for s in scenes:
+                    table.add_column(f"{s} PCK", justify="right")
+                table.add_column("AUC", justify="right")
+                table.add_column("MPJPE", justify="right")
+            allm = res["all"] if "all" in res else res["All"]
+            row = [f"{(res['scenes'][s] if s != 'All' else allm)['pck']:.1f}" for s in cols]
+            table.add_row(name, *row, f"{allm['auc']:.1f}", f"{allm['mpjpe']:.1f}")
+    console.print(table)
+
+
+@app.command("train")
+@handle_errors
+def train_cmd(
+    variant: str = typer.Option("full", "--variant", help="baseline, cce, cag or full."),
+    noise: str = typer.Option("gaussian", "--noise", help="gaussian or gmm."),
+    benchmark: Benchmark = typer.Option(Benchmark.h36m, "--benchmark", help="h36m or 3dhp."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Real data folder (default: synthetic)."),
+    keypoints: Optional[str] = typer.Option(None, "--keypoints", help="H36M 2D input (default gt)."),
+    profile: str = typer.Option("quick", "--profile", help="smoke, quick, diffpose, paper, ... (variants/profiles.yaml)."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Results folder."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="Override the profile's epochs."),
+    hypotheses: Optional[int] = typer.Option(None, "--hypotheses", min=1, help="Draw H starts (mean and best-of-H)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16."),
+) -> None:
+    """Train one variant (the shared lifter first, reused if present) and evaluate it."""
+    from harness.config import resolve_config
+    from harness.engine import read_json, run
+
+    cfg = resolve_config(profile, {"variant": variant, "noise": noise, "benchmark": benchmark.value,
+                                   "data_root": str(data_root) if data_root else None, "keypoints": keypoints,
+                                   "seed": seed, "device": device, "epochs": epochs, "hypotheses": hypotheses,
+                                   "precision": precision})
+    console.print(f"training {cfg.variant} / {cfg.noise} on {cfg.benchmark} "
+                  f"({'synthetic' if cfg.data_root is None else cfg.data_root}), profile {profile}", highlight=False)
+    run_dir = run(cfg, out, progress=_progress_printer())
+    result = read_json(run_dir / "metrics.json")
+    print_metrics(result)
+    console.print(f"results in {run_dir}", highlight=False)
+
+
+@app.command("eval")
+@handle_errors
+def eval_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `harness train`."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Re-evaluate a trained run from its checkpoint."""
+    from harness.engine import evaluate_run
+
+    result = evaluate_run(run_dir, device=device, progress=_progress_printer())
+    print_metrics(result)
+
+
+# ----------------------------------------------------------------------------------------- entry
+def main() -> None:
+    try:
+        app()
+    except HarnessError as e:  # raised outside a command (e.g. at import of a YAML file)
+        if _state["debug"]:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""One config dataclass with every default in one place (nanoGPT style), and the YAML files under
+``variants/`` that name variants and profiles.
+
+A run's configuration is ``Config()`` updated by a profile (``variants/profiles.yaml``), then by
+command-line options. The resolved config is plain data (``asdict``), saved with every run and
+hashed to identify it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError
+
+VARIANTS_DIR = Path(__file__).resolve().parent.parent / "variants"
+BENCHMARKS = ("h36m", "3dhp")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class Config:
+    # --- what -------------------------------------------------------------------------------
+    variant: str = "full"            # baseline | cce | cag | full (variants/variants.yaml)
+    noise: str = "gaussian"          # gaussian | gmm
+    benchmark: str = "h36m"          # h36m | 3dhp
+    data_root: str | None = None     # None: the synthetic benchmark the harness generates
+    keypoints: str = "gt"            # H36M 2D input: gt, cpn_ft_h36m_dbb, sh_pt_mpii, ... (synthetic: synth_det)
+    seed: int = 0
+    device: str = "auto"             # auto | cpu | cuda
+    # --- data -------------------------------------------------------------------------------
+    train_stride: int = 1            # keep every n-th training frame (1: all)
+    test_stride: int = 1             # keep every n-th test frame (1: all; the protocol)
+    # --- initial lifter (GraFormer) ---------------------------------------------------------
+    lifter_hid_dim: int = 96
+    lifter_layers: int = 5
+    lifter_heads: int = 4
+    lifter_dropout: float = 0.25
+    lifter_epochs: int = 50
+    lifter_lr: float = 1e-3
+    lifter_batch_size: int = 256
+    # --- denoiser (cross-joint GCN / CCE / CAG) ---------------------------------------------
+    hid_dim: int = 96
+    num_layers: int = 5
+    n_head: int = 4
+    dropout: float = 0.25
+    # --- diffusion (DiffPose's released defaults) -------------------------------------------
+    beta_start: float = 1e-4
+    beta_end: float = 1e-3
+    num_timesteps: int = 51
+    test_timesteps: int = 2          # DDIM steps at inference ...
+    test_num_diffusion_timesteps: int = 12  # ... uniformly over this many: t = 6, then 0
+    eta: float = 0.0
+    hypotheses: int = 1              # >1: H starts drawn from the noise model (mean and best-of-H)
+    gmm_max_components: int = 8
+    gmm_max_samples: int = 20000
+    # --- optimisation -----------------------------------------------------------------------
+    epochs: int = 80
+    batch_size: int = 1024
+    lr: float = 1e-3
+    lr_gamma: float = 0.9
+    lr_decay_every: int = 60         # epochs
+    grad_clip: float = 1.0
+    ema_rate: float = 0.999
+    flip_augment: bool = True
+    eval_batch_size: int = 4096
+    checkpoint_every: int = 1        # epochs
+    precision: str = "fp32"          # fp32 | bf16
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw: Any) -> "Config":
+        return apply_overrides(self, kw, source="options")
+
+    def hash(self, keys: list[str] | None = None) -> str:
+        d = self.to_dict()
+        d = {k: d[k] for k in (keys if keys is not None else d) if k not in self.NOT_HASHED}
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    # Fields that do not change what a run computes (where it ran, how often it saves).
+    NOT_HASHED = ("device", "checkpoint_every", "eval_batch_size")
+
+    # Fields that decide the shared first stage (lifter): everything a lifter depends on.
+    LIFTER_KEYS = ["benchmark", "data_root", "keypoints", "seed", "train_stride", "lifter_hid_dim",
+                   "lifter_layers", "lifter_heads", "lifter_dropout", "lifter_epochs", "lifter_lr",
+                   "lifter_batch_size", "flip_augment", "precision"]
+
+    def lifter_hash(self) -> str:
+        return self.hash(self.LIFTER_KEYS)
+
+
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    default = getattr(Config, key, None)
+    typ = FIELD_TYPES[key]
+    if value is None:
+        if "None" in str(typ):
+            return None
+        raise ConfigError(f"{source}: '{key}' must not be empty")
+    try:
+        if isinstance(default, bool) or typ in ("bool", bool):
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise ValueError(value)
+        if isinstance(default, int) or typ in ("int", int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float) or typ in ("float", float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: '{key}' has an invalid value {value!r} (expected {typ})") from None
+
+
+def validate(cfg: Config, source: str = "config") -> Config:
+    """Range checks for every field a user can set; raises ConfigError naming the key."""
+    def need(cond: bool, key: str, what: str) -> None:
+        if not cond:
+            raise ConfigError(f"{source}: '{key}' {what} (got {getattr(cfg, key)!r})")
+
+    for key in ("epochs", "lifter_epochs"):
+        need(getattr(cfg, key) >= 0, key, "must be >= 0")
+    for key in ("batch_size", "lifter_batch_size", "eval_batch_size", "hid_dim", "lifter_hid_dim", "num_layers",
+                "lifter_layers", "n_head", "lifter_heads", "train_stride", "test_stride", "test_timesteps",
+                "test_num_diffusion_timesteps", "hypotheses", "gmm_max_components", "checkpoint_every",
+                "num_timesteps", "lr_decay_every", "gmm_max_samples"):
+        need(getattr(cfg, key) >= 1, key, "must be >= 1")
+    for key in ("dropout", "lifter_dropout", "ema_rate", "lr_gamma"):
+        need(0.0 <= getattr(cfg, key) < 1.0 or (key == "lr_gamma" and cfg.lr_gamma == 1.0), key, "must be in [0, 1)")
+    for key in ("lr", "lifter_lr", "grad_clip", "beta_start", "beta_end"):
+        need(getattr(cfg, key) > 0, key, "must be > 0")
+    need(cfg.beta_start < cfg.beta_end, "beta_end", "must exceed beta_start")
+    need(cfg.eta >= 0, "eta", "must be >= 0")
+    need(cfg.test_num_diffusion_timesteps <= cfg.num_timesteps, "test_num_diffusion_timesteps",
+         f"must be <= num_timesteps ({cfg.num_timesteps})")
+    need(cfg.test_timesteps <= cfg.test_num_diffusion_timesteps, "test_timesteps",
+         "must be <= test_num_diffusion_timesteps")
+    need(cfg.hid_dim % cfg.n_head == 0, "hid_dim", f"must be a multiple of n_head ({cfg.n_head})")
+    need(cfg.lifter_hid_dim % cfg.lifter_heads == 0, "lifter_hid_dim",
+         f"must be a multiple of lifter_heads ({cfg.lifter_heads})")
+    need(cfg.benchmark in BENCHMARKS, "benchmark", f"must be one of {', '.join(BENCHMARKS)}")
+    need(cfg.device in DEVICES or cfg.device.startswith("cuda:"), "device", f"must be one of {', '.join(DEVICES)}")
+    need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
+    from harness.variants import NOISES, VARIANTS  # late: variants imports config
+
+    VARIANTS.check(cfg.variant, f"{source}: variant")
+    NOISES.check(cfg.noise, f"{source}: noise")
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Config:
+    unknown = [k for k in overrides if k not in FIELD_TYPES]
+    if unknown:
+        raise ConfigError(f"{source}: unknown config key '{unknown[0]}'; valid keys: {', '.join(FIELD_TYPES)}")
+    values = {k: _coerce(k, v, source) for k, v in overrides.items()}
+    return dataclasses.replace(cfg, **values)
+
+
+def load_yaml(path: Path) -> Any:
+    """``yaml.safe_load`` with a one-line error naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+
+
+def load_profiles(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    path = Path(path) if path else VARIANTS_DIR / "profiles.yaml"
+    data = load_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("profiles"), dict):
+        raise ConfigError(f"{path}: expected a mapping with a 'profiles' key")
+    out: dict[str, dict[str, Any]] = {}
+    for name, body in data["profiles"].items():
+        body = body or {}
+        if not isinstance(body, dict):
+            raise ConfigError(f"{path}: profile '{name}' must be a mapping")
+        body = {k: v for k, v in body.items() if k != "description"}
+        apply_overrides(Config(), body, source=f"{path}: profile '{name}'")  # checks keys and types
+        out[str(name)] = body
+    return out
+
+
+def resolve_config(profile: str = "quick", overrides: dict[str, Any] | None = None,
+                   profiles_path: Path | None = None) -> Config:
+    """Config() <- profile <- overrides (None values in overrides are ignored)."""
+    profiles = load_profiles(profiles_path)
+    if profile not in profiles:
+        raise ConfigError(f"--profile: unknown profile '{profile}'; valid: {', '.join(sorted(profiles))}")
+    cfg = apply_overrides(Config(), profiles[profile], source=f"profile '{profile}'")
+    cfg = apply_overrides(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, source="options")
+    return validate(cfg, source="options")
+
+
+def config_from_dict(d: dict[str, Any], source: str) -> Config:
+    return validate(apply_overrides(Config(), d, source=source), source=source)
