@@ -381,7 +381,7 @@ class Sampler:
         from harness.diffusion import DDIMScheduler
 
         self.cfg, self.model, self.flip, self.device = cfg, model, flip, device
-        self.sched = DDIMScheduler(beta_start=cfg.beta_start, beta_end=cfg.beta_end, num_timesteps=cfg.num_timesteps)
+        self.sched = DDIMScheduler(beta_start=cfg.beta_start, beta_end=cfg.beta_end, num_train_timesteps=cfg.num_timesteps)
         self.seq = self.sched.timesteps(cfg.test_timesteps, cfg.test_num_diffusion_timesteps)
 
     def refine(self, pose_2d: torch.Tensor, pose_3d: torch.Tensor, start_noise: torch.Tensor | None = None,
@@ -418,7 +418,7 @@ def train_denoiser(cfg: Config, data: dict[str, PoseSet], noise_model, run_dir: 
     ema = EMA(model, cfg.ema_rate)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_gamma)
-    diffusion = DDIMScheduler(beta_start=cfg.beta_start, beta_end=cfg.beta_end, num_timesteps=cfg.num_timesteps)
+    diffusion = DDIMScheduler(beta_start=cfg.beta_start, beta_end=cfg.beta_end, num_train_timesteps=cfg.num_timesteps)
     train = DeviceData.from_poseset(data["train"], device)
     flip = Flip(train.pose_2d.shape[1], device=device)
     ckpt = run_dir / "checkpoint.pt"

@@ -1,0 +1,357 @@
+"""Training-noise models for the 5-channel pose ``[u, v, x, y, z]`` (17 joints by default).
+
+Each model draws the ``eps`` of DDPM Eq. 4 (``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``) that
+the denoiser learns to predict. Common interface::
+
+    sample(shape_or_n, generator=None, device=None, dtype=torch.float32) -> Tensor (..., J, 5)
+
+``shape_or_n`` is a sample count N (giving (N, J, 5)) or a full shape ending in ``(J, 5)``.
+Randoms are drawn on the generator's device (so a seed gives the same numbers wherever the result
+goes) and moved to ``device``.
+
+What the released code does
+- DiffPose (GONGJIA0208/Diffpose ``runners/diffpose_frame.py::train``): ``e = torch.randn_like(x)``
+  then ``e = e*(targets_noise_scale)``, where ``common/generators.py::PoseGenerator_gmm`` builds
+  ``targets_noise_scale = concat(kernel[:, 3:5], ones(3))`` per joint from the GMM kernel it drew for
+  that frame. The per-channel factor multiplies a unit normal, so it is a **standard deviation**
+  (the code names it ``kernel_variance``, but the variance is its square). There is no constant
+  2D factor in DiffPose; its 2D scale is whatever the ``*_gmm.npz`` file holds.
+- Cross-channel embedding (Jiang & Chen, ICASSP 2024; jjkislele/monoMotionDiff ``models/runner.py::train``):
+  ``noise_scale = [0.1, 0.1, 1., 1., 1.]`` and ``e = torch.randn_like(x) * targets_noise_scale``:
+  a fixed per-channel **std** of 0.1 on u, v (normalised screen units: 0.1 = 50 px on a 1000-px-wide
+  image) and 1 on x, y, z (metres). Variance: ``diag(0.01, 0.01, 1, 1, 1)``. :class:`GaussianNoise`'s
+  default is exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from harness.errors import ConfigError, DataError
+
+__all__ = ["CHANNELS", "GaussianNoise", "GMMNoise", "build_noise", "noise_from_dict", "NOISE_NAMES"]
+
+CHANNELS = ("u", "v", "x", "y", "z")
+NUM_CHANNELS = len(CHANNELS)
+_CHUNK = 16384  # rows per block when applying per-sample Cholesky factors
+
+
+def _resolve_shape(shape_or_n: int | Sequence[int], num_joints: int) -> tuple[int, ...]:
+    if isinstance(shape_or_n, (int, np.integer)):
+        n = int(shape_or_n)
+        if n < 0:
+            raise ValueError(f"noise sample count must be >= 0, got {n}")
+        return (n, num_joints, NUM_CHANNELS)
+    shape = tuple(int(s) for s in shape_or_n)
+    if len(shape) < 2 or shape[-2:] != (num_joints, NUM_CHANNELS):
+        raise ValueError(f"noise sample shape {shape}: must end with (joints={num_joints}, channels={NUM_CHANNELS})")
+    return shape
+
+
+def _draw_device(generator: torch.Generator | None, device) -> torch.device:
+    if generator is not None:
+        return generator.device
+    return torch.device(device) if device is not None else torch.device("cpu")
+
+
+def _target_device(generator: torch.Generator | None, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+class GaussianNoise:
+    """``eps ~ N(0, diag(std**2))`` per joint on ``[u, v, x, y, z]``, i.e. ``randn * std``.
+
+    ``std`` is a per-channel standard deviation (a multiplier on a unit normal, as both released
+    codes apply it). Default ``(0.1, 0.1, 1, 1, 1)``: the cross-channel paper's released
+    ``noise_scale``, variance ``diag(0.01, 0.01, 1, 1, 1)``. ``std = (1,) * 5`` is plain DDPM noise.
+    """
+
+    name = "gaussian"
+
+    def __init__(self, std: Sequence[float] = (0.1, 0.1, 1.0, 1.0, 1.0), num_joints: int = 17):
+        std_arr = np.asarray(std, dtype=np.float64).reshape(-1)
+        if std_arr.shape != (NUM_CHANNELS,) or not np.all(np.isfinite(std_arr)) or np.any(std_arr < 0):
+            raise ConfigError(f"noise.std: expected {NUM_CHANNELS} finite non-negative values for "
+                              f"{list(CHANNELS)}, got {list(np.atleast_1d(std))}")
+        if int(num_joints) < 1:
+            raise ConfigError(f"noise.num_joints: must be >= 1, got {num_joints}")
+        self.std = std_arr
+        self.num_joints = int(num_joints)
+        self._std_cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    @property
+    def variance(self) -> np.ndarray:
+        return self.std ** 2
+
+    def sample(self, shape_or_n, generator: torch.Generator | None = None, device=None,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        shape = _resolve_shape(shape_or_n, self.num_joints)
+        src = _draw_device(generator, device)
+        z = torch.randn(shape, generator=generator, device=src, dtype=dtype)
+        key = (src, dtype)
+        if key not in self._std_cache:  # one host->device copy per (device, dtype)
+            self._std_cache[key] = torch.as_tensor(self.std, dtype=dtype, device=src)
+        out = z * self._std_cache[key]
+        return out.to(_target_device(generator, device))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "std": self.std.tolist(), "num_joints": self.num_joints,
+                "channels": list(CHANNELS)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GaussianNoise":
+        return cls(std=d.get("std", (0.1, 0.1, 1.0, 1.0, 1.0)), num_joints=d.get("num_joints", 17))
+
+    def __repr__(self) -> str:
+        return f"GaussianNoise(std={self.std.tolist()}, num_joints={self.num_joints})"
+
+
+class GMMNoise:
+    """Per-joint Gaussian mixtures (full covariance) of the residuals ``[du, dv, dx, dy, dz]``.
+
+    Residual = (network input) - (ground truth): ``du, dv`` the 2D detection minus the GT 2D,
+    ``dx, dy, dz`` the lifter's root-relative 3D minus the GT 3D, all in the units the training data
+    uses (normalised screen units, metres). Samples include the component means (the residual's bias
+    is not removed).
+
+    Arrays (float64, numpy), with K = the largest component count over joints; joints with fewer
+    components are padded with weight 0, mean 0 and identity covariance (never drawn):
+
+    - ``weights`` (J, K), ``means`` (J, K, 5), ``covariances`` (J, K, 5, 5), ``n_components`` (J,)
+    - ``cholesky`` (J, K, 5, 5): lower factors, recomputed from ``covariances`` on construction.
+
+    Sampling (all batched torch ops): per sample and joint a component ``k`` is drawn with
+    ``torch.multinomial(weights[j], N, replacement=True, generator)``, then
+    ``eps = means[j, k] + cholesky[j, k] @ z`` with ``z ~ N(0, I_5)``.
+    """
+
+    name = "gmm"
+
+    def __init__(self, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
+                 n_components: np.ndarray | None = None, info: dict[str, Any] | None = None):
+        w = np.asarray(weights, dtype=np.float64)
+        mu = np.asarray(means, dtype=np.float64)
+        cov = np.asarray(covariances, dtype=np.float64)
+        if w.ndim != 2 or mu.shape != w.shape + (NUM_CHANNELS,) or cov.shape != w.shape + (NUM_CHANNELS, NUM_CHANNELS):
+            raise DataError(f"GMM noise: inconsistent shapes weights {w.shape}, means {mu.shape}, "
+                            f"covariances {cov.shape}; expected (J, K), (J, K, 5), (J, K, 5, 5)")
+        if not (np.all(np.isfinite(w)) and np.all(np.isfinite(mu)) and np.all(np.isfinite(cov))):
+            raise DataError("GMM noise: weights, means and covariances must be finite")
+        if np.any(w < 0) or np.any(np.abs(w.sum(axis=1) - 1.0) > 1e-6):
+            raise DataError("GMM noise: weights must be non-negative and sum to 1 for every joint")
+        if n_components is None:
+            n_components = (w > 0).sum(axis=1)
+        n_components = np.asarray(n_components, dtype=np.int64)
+        if n_components.shape != (w.shape[0],) or np.any(n_components < 1) or np.any(n_components > w.shape[1]):
+            raise DataError(f"GMM noise: n_components {n_components.tolist()} does not fit weights of shape {w.shape}")
+        # Padding slots must carry no weight.
+        pad = np.arange(w.shape[1])[None, :] >= n_components[:, None]
+        if np.any(w[pad] != 0):
+            raise DataError("GMM noise: weights beyond n_components must be 0")
+        try:
+            chol = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            raise DataError("GMM noise: a covariance matrix is not positive definite") from None
+        self.weights, self.means, self.covariances = w, mu, cov
+        self.n_components = n_components
+        self.cholesky = chol
+        self.info = dict(info or {})
+        self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+
+    @property
+    def num_joints(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def max_components(self) -> int:
+        return int(self.weights.shape[1])
+
+    # -- fitting ---------------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, residuals: np.ndarray, max_components: int = 8, seed: int = 0, max_samples: int = 20000,
+            reg_covar: float = 1e-6, max_iter: int = 200) -> "GMMNoise":
+        """Fit one mixture per joint on ``residuals`` (N, J, 5); the component count per joint is the
+        BIC minimum over ``1..max_components`` (sklearn ``GaussianMixture``, full covariance,
+        ``random_state=seed``). At most ``max_samples`` rows per joint are used, drawn without
+        replacement with ``np.random.default_rng(seed)`` (same rows for every joint)."""
+        from sklearn.mixture import GaussianMixture
+
+        r = np.asarray(residuals, dtype=np.float64)
+        if r.ndim != 3 or r.shape[2] != NUM_CHANNELS or r.shape[0] < 2:
+            raise DataError(f"GMM noise fit: residuals have shape {r.shape}, expected (N >= 2, J, {NUM_CHANNELS})")
+        if not np.all(np.isfinite(r)):
+            raise DataError("GMM noise fit: residuals contain NaN or inf")
+        if int(max_components) < 1:
+            raise ConfigError(f"noise.max_components: must be >= 1, got {max_components}")
+        if int(max_samples) < 2:
+            raise ConfigError(f"noise.max_samples: must be >= 2, got {max_samples}")
+        n, J, _ = r.shape
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(n, size=int(max_samples), replace=False)) if n > max_samples else np.arange(n)
+        k_max = int(min(max_components, len(rows)))
+        fits, bics = [], []
+        for j in range(J):
+            data = r[rows, j, :]
+            best, best_bic, joint_bics = None, math.inf, []
+            for k in range(1, k_max + 1):
+                gm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed,
+                                     reg_covar=reg_covar, max_iter=max_iter)
+                gm.fit(data)
+                bic = float(gm.bic(data))
+                joint_bics.append(bic)
+                if bic < best_bic:
+                    best, best_bic = gm, bic
+            fits.append(best)
+            bics.append(joint_bics)
+        K = max(g.n_components for g in fits)
+        w = np.zeros((J, K))
+        mu = np.zeros((J, K, NUM_CHANNELS))
+        cov = np.tile(np.eye(NUM_CHANNELS), (J, K, 1, 1))
+        for j, g in enumerate(fits):
+            order = np.argsort(-g.weights_, kind="stable")  # heaviest component first
+            k = g.n_components
+            w[j, :k] = g.weights_[order] / g.weights_.sum()
+            mu[j, :k] = g.means_[order]
+            cov[j, :k] = g.covariances_[order]
+        info = {"seed": int(seed), "max_components": int(max_components), "max_samples": int(max_samples),
+                "num_fit_samples": int(len(rows)), "num_residuals": int(n), "reg_covar": float(reg_covar),
+                "bic": bics}
+        return cls(w, mu, cov, n_components=np.array([g.n_components for g in fits]), info=info)
+
+    # -- statistics --------------------------------------------------------------------------------
+    def mixture_mean(self) -> np.ndarray:
+        """(J, 5): ``sum_k w_k mu_k``."""
+        return np.einsum("jk,jkc->jc", self.weights, self.means)
+
+    def mixture_covariance(self) -> np.ndarray:
+        """(J, 5, 5): ``sum_k w_k (S_k + mu_k mu_k^T) - m m^T``."""
+        m = self.mixture_mean()
+        second = np.einsum("jk,jkab->jab", self.weights,
+                           self.covariances + np.einsum("jka,jkb->jkab", self.means, self.means))
+        return second - np.einsum("ja,jb->jab", m, m)
+
+    # -- sampling ----------------------------------------------------------------------------------
+    def _tensors(self, device: torch.device, dtype: torch.dtype):
+        key = (torch.device(device), dtype)
+        if key not in self._cache:
+            self._cache[key] = (
+                torch.as_tensor(self.weights, device=device, dtype=torch.float64),
+                torch.as_tensor(self.means, device=device, dtype=dtype),
+                torch.as_tensor(self.cholesky, device=device, dtype=dtype),
+            )
+        return self._cache[key]
+
+    def sample(self, shape_or_n, generator: torch.Generator | None = None, device=None,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        shape = _resolve_shape(shape_or_n, self.num_joints)
+        src = _draw_device(generator, device)
+        J = self.num_joints
+        n = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        w, mu, chol = self._tensors(src, dtype)
+        if n == 0:
+            return torch.zeros(shape, dtype=dtype, device=_target_device(generator, device))
+        # 1. component per (joint, sample): (J, n)
+        comp = torch.multinomial(w, n, replacement=True, generator=generator)
+        # 2. unit normals (n, J, 5)
+        z = torch.randn((n, J, NUM_CHANNELS), generator=generator, device=src, dtype=dtype)
+        # 3. eps = mu[j, k] + L[j, k] z, gathered per sample; applied in blocks to bound memory
+        comp = comp.t()  # (n, J)
+        joint = torch.arange(J, device=src).expand(n, J)
+        out = torch.empty_like(z)
+        for s in range(0, n, _CHUNK):
+            e = min(s + _CHUNK, n)
+            jj, kk = joint[s:e], comp[s:e]
+            out[s:e] = mu[jj, kk] + (chol[jj, kk] @ z[s:e].unsqueeze(-1)).squeeze(-1)
+        return out.reshape(shape).to(_target_device(generator, device))
+
+    # -- persistence -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (nested lists of floats/ints), JSON-safe; floats round-trip exactly."""
+        return {
+            "name": self.name,
+            "channels": list(CHANNELS),
+            "num_joints": self.num_joints,
+            "n_components": self.n_components.tolist(),
+            "weights": self.weights.tolist(),
+            "means": self.means.tolist(),
+            "covariances": self.covariances.tolist(),
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GMMNoise":
+        try:
+            weights, means, covariances = d["weights"], d["means"], d["covariances"]
+        except (KeyError, TypeError):
+            raise DataError("GMM noise state: needs 'weights', 'means' and 'covariances'") from None
+        if list(d.get("channels", CHANNELS)) != list(CHANNELS):
+            raise DataError(f"GMM noise state: channels {d.get('channels')} differ from {list(CHANNELS)}")
+        return cls(np.asarray(weights, dtype=np.float64), np.asarray(means, dtype=np.float64),
+                   np.asarray(covariances, dtype=np.float64), n_components=d.get("n_components"),
+                   info=d.get("info"))
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`to_dict` as JSON, atomically."""
+        from harness.safeio import atomic_path
+
+        with atomic_path(path, suffix=".json") as tmp:
+            tmp.write_text(json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GMMNoise":
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: GMM noise file not found")
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: not a readable GMM noise JSON file ({e})") from None
+        return cls.from_dict(d)
+
+    def __repr__(self) -> str:
+        return f"GMMNoise(num_joints={self.num_joints}, n_components={self.n_components.tolist()})"
+
+
+NOISE_NAMES = ("gaussian", "gmm")
+
+
+def build_noise(name: str, **kw):
+    """``"gaussian"``: ``GaussianNoise(**kw)``. ``"gmm"``: one of ``residuals=`` (fit, with
+    :meth:`GMMNoise.fit`'s keywords), ``state=`` (a :meth:`GMMNoise.to_dict`) or ``path=`` (a saved JSON)."""
+    if name == "gaussian":
+        try:
+            return GaussianNoise(**kw)
+        except TypeError as e:
+            raise ConfigError(f"noise 'gaussian': bad options {sorted(kw)} ({e})") from None
+    if name == "gmm":
+        given = [k for k in ("residuals", "state", "path") if kw.get(k) is not None]
+        if len(given) != 1:
+            raise ConfigError("noise 'gmm': give exactly one of residuals= (to fit), state= or path=")
+        if given[0] == "state":
+            return GMMNoise.from_dict(kw["state"])
+        if given[0] == "path":
+            return GMMNoise.load(kw["path"])
+        fit_kw = {k: v for k, v in kw.items() if k != "residuals"}
+        try:
+            return GMMNoise.fit(kw["residuals"], **fit_kw)
+        except TypeError as e:
+            raise ConfigError(f"noise 'gmm': bad options {sorted(fit_kw)} ({e})") from None
+    raise ConfigError(f"noise: unknown name '{name}' (valid: {', '.join(NOISE_NAMES)})")
+
+
+def noise_from_dict(d: dict[str, Any]):
+    """Rebuild a noise model from its ``to_dict()``."""
+    name = d.get("name") if isinstance(d, dict) else None
+    if name == "gaussian":
+        return GaussianNoise.from_dict(d)
+    if name == "gmm":
+        return GMMNoise.from_dict(d)
+    raise ConfigError(f"noise state: unknown name '{name}' (valid: {', '.join(NOISE_NAMES)})")

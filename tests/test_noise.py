@@ -1,0 +1,158 @@
+"""Tests for harness.noise: Gaussian scale, GMM fit by BIC, sampling statistics, persistence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import ConfigError, DataError
+from harness.noise import GaussianNoise, GMMNoise, build_noise, noise_from_dict
+
+# --- Gaussian --------------------------------------------------------------------------------------
+
+
+def test_gaussian_default_is_released_std():
+    g = GaussianNoise()
+    np.testing.assert_array_equal(g.std, [0.1, 0.1, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(g.variance, [0.01, 0.01, 1.0, 1.0, 1.0])
+
+
+def test_gaussian_empirical_variance_200k():
+    g = GaussianNoise()
+    e = g.sample(200_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert e.shape == (200_000, 17, 5) and e.dtype == torch.float64
+    var = e.reshape(-1, 5).var(dim=0).numpy()
+    mean = e.reshape(-1, 5).mean(dim=0).numpy()
+    # 3.4M draws per channel: relative s.e. of a variance ~ sqrt(2 / 3.4e6) ~ 0.08%
+    np.testing.assert_allclose(var, [0.01, 0.01, 1.0, 1.0, 1.0], rtol=0.005)
+    z = np.abs(mean) / np.array([0.1, 0.1, 1.0, 1.0, 1.0]) * np.sqrt(3.4e6)  # mean in standard errors
+    assert np.all(z < 5), z
+
+
+def test_gaussian_is_released_formula_and_shapes():
+    g = GaussianNoise()
+    got = g.sample((3, 4, 17, 5), generator=torch.Generator().manual_seed(7))
+    ref = torch.randn((3, 4, 17, 5), generator=torch.Generator().manual_seed(7)) * torch.tensor([0.1, 0.1, 1., 1., 1.])
+    assert torch.equal(got, ref)  # randn * noise_scale, as jjkislele/monoMotionDiff does
+    with pytest.raises(ValueError, match="must end with"):
+        g.sample((3, 16, 5))
+    with pytest.raises(ConfigError, match="noise.std"):
+        GaussianNoise(std=(0.1, 1.0))
+    assert noise_from_dict(json.loads(json.dumps(g.to_dict()))).std.tolist() == g.std.tolist()
+
+
+# --- GMM -------------------------------------------------------------------------------------------
+
+MEANS = {  # joint -> component means (5-D)
+    0: np.array([[1.0, -1.0, 0.5, 0.0, 0.2], [-1.0, 1.0, -0.5, 0.3, -0.2]]),
+    1: np.array([[0.05, 0.02, -0.1, 0.0, 0.3]]),
+}
+WEIGHTS = {0: np.array([0.6, 0.4]), 1: np.array([1.0])}
+
+
+def _cov(seed: int) -> np.ndarray:
+    a = np.random.default_rng(seed).normal(size=(5, 5)) * 0.05
+    return a @ a.T + np.diag([0.01, 0.01, 0.02, 0.02, 0.02])
+
+
+COVS = {0: [_cov(1), _cov(2)], 1: [_cov(3)]}
+
+
+def _synthetic_residuals(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, 2, 5))
+    for j in (0, 1):
+        comp = rng.choice(len(WEIGHTS[j]), size=n, p=WEIGHTS[j])
+        for k in range(len(WEIGHTS[j])):
+            m = comp == k
+            out[m, j] = rng.multivariate_normal(MEANS[j][k], COVS[j][k], size=int(m.sum()))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fitted() -> GMMNoise:
+    return GMMNoise.fit(_synthetic_residuals(3000), max_components=4, seed=0)
+
+
+def test_gmm_fit_bic_picks_true_counts_and_recovers_means(fitted):
+    assert fitted.n_components.tolist() == [2, 1]
+    assert fitted.weights.shape == (2, 2) and fitted.means.shape == (2, 2, 5) and fitted.cholesky.shape == (2, 2, 5, 5)
+    # joint 0: heaviest first
+    np.testing.assert_allclose(fitted.weights[0], [0.6, 0.4], atol=0.03)
+    np.testing.assert_allclose(fitted.means[0], MEANS[0], atol=0.03)
+    np.testing.assert_allclose(fitted.covariances[0, 0], COVS[0][0], atol=0.01)
+    # joint 1: one component, padded slot has zero weight
+    np.testing.assert_allclose(fitted.weights[1], [1.0, 0.0])
+    np.testing.assert_allclose(fitted.means[1, 0], MEANS[1][0], atol=0.02)
+    assert len(fitted.info["bic"][0]) == 4 and int(np.argmin(fitted.info["bic"][0])) == 1
+
+
+def test_gmm_fit_is_deterministic():
+    r = _synthetic_residuals(600, seed=4)
+    a = GMMNoise.fit(r, max_components=3, seed=0, max_samples=400)
+    b = GMMNoise.fit(r, max_components=3, seed=0, max_samples=400)
+    assert a.to_dict() == b.to_dict()
+    assert a.info["num_fit_samples"] == 400
+
+
+def test_gmm_sampling_matches_fit_moments(fitted):
+    e = fitted.sample((100_000, 2, 5), generator=torch.Generator().manual_seed(0), dtype=torch.float64).numpy()
+    for j in range(2):
+        np.testing.assert_allclose(e[:, j].mean(axis=0), fitted.mixture_mean()[j], atol=0.01)
+        np.testing.assert_allclose(np.cov(e[:, j].T), fitted.mixture_covariance()[j], atol=0.01)
+    # joint 0 is bimodal: the sign of u splits the two components in the fitted proportions
+    frac = (e[:, 0, 0] > 0).mean()
+    assert abs(frac - fitted.weights[0, 0]) < 0.01
+
+
+def test_gmm_roundtrip_identical_samples(fitted, tmp_path):
+    d = json.loads(json.dumps(fitted.to_dict()))
+    back = GMMNoise.from_dict(d)
+    a = fitted.sample((500, 2, 5), generator=torch.Generator().manual_seed(11))
+    b = back.sample((500, 2, 5), generator=torch.Generator().manual_seed(11))
+    assert torch.equal(a, b)
+    fitted.save(tmp_path / "noise.json")
+    c = GMMNoise.load(tmp_path / "noise.json").sample((500, 2, 5), generator=torch.Generator().manual_seed(11))
+    assert torch.equal(a, c)
+    assert [p.name for p in tmp_path.iterdir()] == ["noise.json"]
+    d2 = noise_from_dict(d)
+    assert isinstance(d2, GMMNoise)
+
+
+def test_gmm_sample_int_gives_n_joints_5(fitted):
+    assert fitted.sample(7, generator=torch.Generator().manual_seed(0)).shape == (7, 2, 5)
+    assert fitted.sample(0).shape == (0, 2, 5)
+
+
+def test_gmm_validation():
+    with pytest.raises(DataError, match=r"expected \(N >= 2, J, 5\)"):
+        GMMNoise.fit(np.zeros((10, 17, 3)))
+    w = np.array([[0.5, 0.5]])
+    mu = np.zeros((1, 2, 5))
+    cov = np.tile(np.eye(5), (1, 2, 1, 1))
+    with pytest.raises(DataError, match="sum to 1"):
+        GMMNoise(w * 0.5, mu, cov)
+    bad = cov.copy()
+    bad[0, 1] = -np.eye(5)
+    with pytest.raises(DataError, match="positive definite"):
+        GMMNoise(w, mu, bad)
+    with pytest.raises(DataError, match="beyond n_components"):
+        GMMNoise(w, mu, cov, n_components=[1])
+
+
+# --- factory -----------------------------------------------------------------------------------------
+
+def test_build_noise():
+    assert isinstance(build_noise("gaussian"), GaussianNoise)
+    assert build_noise("gaussian", std=(1, 1, 1, 1, 1)).std.tolist() == [1.0] * 5
+    r = _synthetic_residuals(300, seed=2)
+    g = build_noise("gmm", residuals=r, max_components=2)
+    assert isinstance(g, GMMNoise)
+    assert build_noise("gmm", state=g.to_dict()).to_dict() == g.to_dict()
+    with pytest.raises(ConfigError, match="exactly one"):
+        build_noise("gmm")
+    with pytest.raises(ConfigError, match=r"unknown name 'cauchy' \(valid: gaussian, gmm\)"):
+        build_noise("cauchy")
