@@ -15,6 +15,7 @@ import os
 import pickle
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -110,7 +111,7 @@ def load_npz(path: str | Path) -> dict[str, Any]:
                     out[name] = _read_npy(io.BufferedReader(member), f"{path}[{name}]")
     except zipfile.BadZipFile as e:
         raise DataError(f"{path}: not a valid .npz file ({e})") from None
-    except (zipfile.LargeZipFile, EOFError, OSError) as e:
+    except (zipfile.LargeZipFile, EOFError, OSError, zlib.error) as e:
         raise DataError(f"{path}: unreadable .npz file ({type(e).__name__}: {e})") from None
     return out
 
@@ -124,6 +125,9 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
     try:
         yield tmp_path
         os.replace(tmp_path, path)
