@@ -19,8 +19,9 @@ from harness.errors import DataError
 
 # Image sizes (width, height) of the four H36M cameras; the rest of the calibration is in cameras.h5.
 H36M_CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
+# As VideoPose3D's h36m_dataset.py: cameras 1 and 4 (54138969, 60457274) are 1002 px high.
 H36M_RESOLUTION = {"54138969": (1000, 1002), "55011271": (1000, 1000),
-                   "58860488": (1000, 1002), "60457274": (1000, 1000)}
+                   "58860488": (1000, 1000), "60457274": (1000, 1002)}
 
 
 @dataclass(frozen=True)
