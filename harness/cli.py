@@ -125,6 +125,23 @@ def data_check(
     console.print("[green]no problems found[/]")
 
 
+@data_app.command("gmm")
+@handle_errors
+def data_gmm(
+    data_root: Path = typer.Option(..., "--data-root", help="Folder with data_3d_h36m.npz, cameras.h5 and the detections."),
+    keypoints: str = typer.Option(..., "--keypoints", help="Detections to convert: data_2d_h36m_<keypoints>.npz."),
+    out: Path = typer.Option(..., "--out", help="Output file (DiffPose's data_2d_h36m_<name>_gmm.npz layout)."),
+    kernels: int = typer.Option(5, "--kernels", min=1, max=16, help="Mixture components per joint."),
+    seed: int = typer.Option(0, "--seed", min=0),
+) -> None:
+    """Write DiffPose's per-frame GMM 2D layout (frames x 17 x kernels x [w, mu_u, mu_v, s_u, s_v])."""
+    from harness.data.gmm2d import build_gmm_2d, write_gmm_2d_npz
+
+    positions_2d, metadata = build_gmm_2d(data_root, keypoints, kernels=kernels, seed=seed)
+    write_gmm_2d_npz(out, positions_2d, metadata)
+    console.print(f"wrote {out} ({kernels} kernels per joint)", highlight=False)
+
+
 def _print_report(report, title: str) -> None:
     rep = report if isinstance(report, dict) else vars(report)
     rows = rep.get("rows") or []
@@ -185,32 +202,32 @@ def _progress_printer():
 
 
 def print_metrics(result: dict) -> None:
+    """A summary table of one run: rows are actions (H36M) or scenes (3DHP), columns the models."""
     m = result["metrics"]
     bench = result["config"]["benchmark"]
-    table = Table(title=f"{result['run']}  ({'synthetic' if result['data']['synthetic'] else 'real'} data, "
-                        f"{result['wall_time_s']:.0f} s)")
+    title = (f"{result['run']}\n({'synthetic' if result['data']['synthetic'] else 'real'} data, "
+             f"{result['data']['test_frames']:,} test frames, {result['wall_time_s']:.0f} s)")
+    table = Table(title=title)
     if bench == "h36m":
-        table.add_column("model")
-        actions = [a for a in m["diffusion"]["p1"] if a != "Avg"]
-        for a in actions + ["Avg"]:
-            table.add_column(a[:6], justify="right")
-        for name, res in m.items():
-            for proto in ("p1", "p2"):
-                table.add_row(f"{name} {proto.upper()}", *[f"{res[proto][a]:.1f}" for a in actions + ["Avg"]])
+        table.add_column("action (mm)")
+        for name in m:
+            table.add_column(f"{name} P1", justify="right")
+            table.add_column(f"{name} P2", justify="right")
+        first = next(iter(m.values()))
+        for a in first["p1"]:
+            table.add_row(a, *[f"{m[n][p][a]:.1f}" for n in m for p in ("p1", "p2")],
+                          style="bold" if a == "Avg" else None)
     else:
-        table.add_column("model")
-        cols = None
-        for name, res in m.items():
-            scenes = [k for k in res.get("scenes", {})] + ["All"]
-            if cols is None:
-                cols = scenes
-                for s in scenes:
-                    table.add_column(f"{s} PCK", justify="right")
-                table.add_column("AUC", justify="right")
-                table.add_column("MPJPE", justify="right")
-            allm = res["all"] if "all" in res else res["All"]
-            row = [f"{(res['scenes'][s] if s != 'All' else allm)['pck']:.1f}" for s in cols]
-            table.add_row(name, *row, f"{allm['auc']:.1f}", f"{allm['mpjpe']:.1f}")
+        table.add_column("scene")
+        for name in m:
+            for col in ("PCK", "AUC", "MPJPE"):
+                table.add_column(f"{name} {col}", justify="right")
+        first = next(iter(m.values()))
+        for key in first:
+            if not isinstance(first[key], dict) or "PCK" not in first[key]:
+                continue
+            table.add_row(key, *[f"{m[n][key][c]:.1f}" for n in m for c in ("PCK", "AUC", "MPJPE")],
+                          style="bold" if key == "All" else None)
     console.print(table)
 
 

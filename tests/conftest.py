@@ -33,3 +33,16 @@ def mpi3dhp_root() -> Path:
     root = SHARED_DATA / "3dhp"
     _need(root / "data_test_3dhp.npz")
     return root
+
+
+@pytest.fixture(scope="session")
+def harness_cache(tmp_path_factory) -> Path:
+    """A session-wide cache folder (synthetic benchmarks, preprocessed arrays) for CLI/engine tests."""
+    path = tmp_path_factory.mktemp("harness-cache")
+    old = os.environ.get("HARNESS_CACHE_DIR")
+    os.environ["HARNESS_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("HARNESS_CACHE_DIR", None)
+    else:
+        os.environ["HARNESS_CACHE_DIR"] = old

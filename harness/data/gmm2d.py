@@ -202,3 +202,51 @@ def write_gmm_2d_npz(path: str | Path, positions_2d: dict, metadata: dict) -> No
     if not isinstance(metadata, dict):
         raise DataError(f"{path}: metadata must be a dict")
     save_npz(path, compressed=True, positions_2d=positions_2d, metadata=metadata)
+
+
+def build_gmm_2d(data_root: str | Path, keypoints: str, kernels: int = 5, seed: int = 0,
+                 train_subjects: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8"),
+                 max_samples: int = 20000) -> tuple[dict, dict]:
+    """DiffPose's GMM 2D file content from an H36M detections file.
+
+    Fits the per-joint detector-error GMM on the training subjects' frames (detections against the GT
+    2D derived from the 3D and the cameras, in pixels), then writes kernels for every subject's frames.
+    Returns ``(positions_2d, metadata)`` for :func:`write_gmm_2d_npz`. Only 17-joint H36M-order
+    detections are supported (DiffPose's layout has 17 joints).
+    """
+    from harness.camera import load_cameras_h5
+    from harness.data.h36m import derive_gt_2d, h36m_2d_filename, read_positions_2d, read_positions_3d
+
+    root = Path(data_root)
+    det_path = root / h36m_2d_filename(keypoints)
+    pos2d, meta = read_positions_2d(det_path)
+    if int(meta.get("num_joints", 17)) != 17:
+        raise DataError(f"{det_path}: {meta.get('num_joints')} joints; the GMM 2D layout needs 17")
+    cams = load_cameras_h5(root / "cameras.h5")
+    gt = derive_gt_2d(read_positions_3d(root / "data_3d_h36m.npz"), cams)
+    pred_rows, gt_rows = [], []
+    for s in train_subjects:
+        for action, views in pos2d.get(s, {}).items():
+            if action not in gt.get(s, {}):
+                continue
+            for det, g in zip(views, gt[s][action]):
+                n = min(len(det), len(g))
+                pred_rows.append(np.asarray(det[:n], dtype=np.float64))
+                gt_rows.append(np.asarray(g[:n], dtype=np.float64))
+    if not pred_rows:
+        raise DataError(f"{det_path}: no training-subject sequences ({', '.join(train_subjects)}) with GT to fit on")
+    model = fit_detector_error_gmm(np.concatenate(pred_rows), np.concatenate(gt_rows), kernels=kernels, seed=seed,
+                                   max_samples=max_samples)
+    res_w = {s: [c.res_w for c in cl] for s, cl in cams.items()}
+    out: dict = {}
+    for s, actions in pos2d.items():
+        out[s] = {}
+        for action, views in actions.items():
+            out[s][action] = [gmm_2d_from_detections(np.asarray(det, dtype=np.float64), model,
+                                                     sigma_scale=2.0 / res_w.get(s, [1000] * 4)[i])
+                              for i, det in enumerate(views)]
+    metadata = dict(meta)
+    metadata.update({"layout_name": meta.get("layout_name", "h36m"), "num_joints": 17, "kernels": int(kernels),
+                     "fields": list(GMM2D_FIELDS), "source": det_path.name, "fit_subjects": list(train_subjects),
+                     "fit": model.to_dict()})
+    return out, metadata
