@@ -276,6 +276,184 @@ def eval_cmd(
     print_metrics(result)
 
 
+# --------------------------------------------------------------------------------------- ablate
+def _csv(text: str, option: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"{option}: empty list")
+    return items
+
+
+@app.command("ablate")
+@handle_errors
+def ablate_cmd(
+    variants: str = typer.Option("baseline,cce,cag,full", "--variants", help="Comma-separated variants."),
+    noises: str = typer.Option("gaussian,gmm", "--noises", help="Comma-separated noise models."),
+    benchmarks: str = typer.Option("h36m,3dhp", "--benchmarks", help="Comma-separated benchmarks."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
+    profile: str = typer.Option("quick", "--profile", help="Profile (variants/profiles.yaml)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root",
+                                             help="Real data: a folder with h36m/ and 3dhp/ (or one benchmark's files)."),
+    keypoints: Optional[str] = typer.Option(None, "--keypoints", help="H36M 2D input (default gt)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    out: Path = typer.Option(Path("results"), "--out", help="Results folder."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="Override the profile's epochs."),
+    show_plan: bool = typer.Option(False, "--plan", help="List the grid's runs (and their status) and exit."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Run the slice i/n of the grid (0 <= i < n)."),
+    tables: bool = typer.Option(True, "--tables/--no-tables", help="Write results.csv, tables and plots at the end."),
+) -> None:
+    """Run the ablation grid (variants x noises x benchmarks x seeds), resuming where it stopped."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from harness.ablate import Shard, plan, run_grid
+    from harness.engine import is_done, run_name
+
+    try:
+        seed_list = [int(s) for s in _csv(seeds, "--seeds")]
+    except ValueError:
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
+    overrides = {"data_root": str(data_root) if data_root else None, "keypoints": keypoints, "device": device,
+                 "epochs": epochs}
+    cfgs = plan(_csv(variants, "--variants"), _csv(noises, "--noises"), _csv(benchmarks, "--benchmarks"),
+                seed_list, profile, overrides)
+    sh = Shard.parse(shard)
+    mine = sh.take(cfgs)
+    if show_plan:
+        table = Table(title=f"ablation plan: {len(cfgs)} runs" + (f", shard {sh.index}/{sh.count}: {len(mine)}" if sh.count > 1 else ""))
+        for col in ("#", "run", "benchmark", "variant", "noise", "seed", "status"):
+            table.add_column(col, overflow="fold")
+        for k, c in enumerate(cfgs):
+            if c in mine:
+                table.add_row(str(k), run_name(c), c.benchmark, c.variant, c.noise, str(c.seed),
+                              "done" if is_done(c, out) else "pending")
+        console.print(table)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console) as prog:
+        grid = prog.add_task(f"grid ({profile})", total=len(mine))
+        cur = prog.add_task("", total=1, visible=False)
+
+        def on_event(ev: dict) -> None:
+            e = ev["event"]
+            if e == "skip":
+                prog.console.print(f"[dim]skip[/] {ev['run']} (results exist)", highlight=False)
+                prog.advance(grid)
+            elif e == "busy":
+                prog.console.print(f"[yellow]busy[/] {ev['run']} (another process holds it)", highlight=False)
+                prog.advance(grid)
+            elif e == "start":
+                prog.update(cur, description=f"{ev['run']}: loading", completed=0, total=1, visible=True)
+            elif e == "progress" and ev.get("stage") in ("lifter", "denoiser"):
+                prog.update(cur, description=f"{ev['run']}: {ev['stage']} loss {ev['loss']:.4f} "
+                                             f"({ev['seconds']:.1f} s/epoch)",
+                            completed=ev["epoch"], total=ev["epochs"])
+            elif e == "progress" and ev.get("stage") == "eval":
+                prog.update(cur, description=f"{ev['run']}: evaluating")
+            elif e == "finish":
+                prog.console.print(f"[green]done[/] {ev['run']}", highlight=False)
+                prog.advance(grid)
+
+        outcome = run_grid(mine, out, on_event)
+        prog.update(cur, visible=False)
+    console.print(f"{len(outcome['done'])} run(s) done, {len(outcome['skipped'])} skipped (results existed), "
+                  f"{len(outcome['busy'])} busy elsewhere", highlight=False)
+    if tables:
+        _write_tables(out, out)
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before hours of training if the results folder is not writable or the disk is full."""
+    import shutil
+    import tempfile
+
+    from harness.errors import HarnessError
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-") as fh:
+            fh.write(b"0" * 4096)
+            fh.flush()
+    except OSError as e:
+        raise HarnessError(f"{folder}: results folder is not writable ({e.strerror})") from None
+    free = shutil.disk_usage(folder).free
+    if free < 200 * 1024 * 1024:
+        raise HarnessError(f"{folder}: only {free / 1e6:.0f} MB free on its disk; need at least 200 MB")
+
+
+def _write_tables(results_dir: Path, out: Path) -> None:
+    from harness.results import collect, write_tidy
+
+    df = collect(results_dir)
+    if df.empty:
+        console.print(f"no finished runs under {results_dir}", highlight=False)
+        return
+    paths = [write_tidy(df, out / "results.csv")]
+    try:
+        from harness.tables import summary_table, write_tables
+    except ImportError:  # tables module not available
+        write_tables = summary_table = None
+    if write_tables is not None:
+        paths += write_tables(df, out, runs_dir=results_dir)
+        summ = summary_table(df)
+        table = Table(title="summary")
+        for col in summ.columns:
+            table.add_column(str(col), justify="right" if summ[col].dtype.kind in "fi" else "left")
+        for row in summ.itertuples(index=False):
+            table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
+        console.print(table)
+    for p in paths:
+        console.print(f"wrote {p}", highlight=False)
+
+
+@app.command("tables")
+@handle_errors
+def tables_cmd(
+    results_dir: Path = typer.Argument(Path("results"), help="Results folder (run folders with metrics.json)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write results.csv, tables and plots (default: results_dir)."),
+) -> None:
+    """Regenerate results.csv, the Markdown/LaTeX tables and the plots from a results folder."""
+    _write_tables(results_dir, out or results_dir)
+
+
+@app.command("check")
+@handle_errors
+def check_cmd(
+    results_dir: Path = typer.Argument(Path("results"), help="Results folder to check."),
+    baseline: Path = typer.Option(..., "--baseline", help="Baseline JSON (results/baselines/*.json)."),
+    tolerance: float = typer.Option(0.02, "--tolerance", min=0.0, help="Allowed relative worsening."),
+    abs_tolerance: float = typer.Option(0.1, "--abs-tolerance", min=0.0, help="Allowed absolute worsening (mm / %)."),
+    update: bool = typer.Option(False, "--update", help="Write the results as the new baseline instead of checking."),
+) -> None:
+    """Compare a results set with a baseline; exit 1 naming every metric that got worse beyond tolerance."""
+    from harness.check import compare, metric_keys, read_baseline, write_baseline
+    from harness.engine import git_commit
+    from harness.errors import DataError
+    from harness.results import collect
+
+    df = collect(results_dir)
+    if df.empty:
+        raise DataError(f"{results_dir}: no finished runs to check")
+    results = metric_keys(df)
+    if update:
+        profiles = sorted(set(df["profile"]))
+        path = write_baseline(baseline, results, ",".join(profiles), git_commit())
+        console.print(f"wrote baseline {path} ({len(results)} metrics)", highlight=False)
+        return
+    base = read_baseline(baseline)["metrics"]
+    bad = compare(results, base, rel_tol=tolerance, abs_tol=abs_tolerance)
+    if bad:
+        err_console.print(f"[bold red]{len(bad)} of {len(base)} metric(s) worse than {baseline}:[/]", highlight=False)
+        for f in bad:
+            err_console.print(f"  - {f}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/]: {len(base)} metrics within tolerance of {baseline}", highlight=False)
+
+
 # ----------------------------------------------------------------------------------------- entry
 def main() -> None:
     try:

@@ -34,6 +34,7 @@ class Config:
     keypoints: str = "gt"            # H36M 2D input: gt, cpn_ft_h36m_dbb, sh_pt_mpii, ... (synthetic: synth_det)
     seed: int = 0
     device: str = "auto"             # auto | cpu | cuda
+    profile: str = "custom"          # the profile name this config was resolved from (informative)
     # --- data -------------------------------------------------------------------------------
     train_stride: int = 1            # keep every n-th training frame (1: all)
     test_stride: int = 1             # keep every n-th test frame (1: all; the protocol)
@@ -86,7 +87,7 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:12]
 
     # Fields that do not change what a run computes (where it ran, how often it saves).
-    NOT_HASHED = ("device", "checkpoint_every", "eval_batch_size")
+    NOT_HASHED = ("device", "checkpoint_every", "eval_batch_size", "profile")
 
     # Fields that decide the shared first stage (lifter): everything a lifter depends on.
     LIFTER_KEYS = ["benchmark", "data_root", "keypoints", "seed", "train_stride", "lifter_hid_dim",
@@ -205,7 +206,7 @@ def resolve_config(profile: str = "quick", overrides: dict[str, Any] | None = No
     profiles = load_profiles(profiles_path)
     if profile not in profiles:
         raise ConfigError(f"--profile: unknown profile '{profile}'; valid: {', '.join(sorted(profiles))}")
-    cfg = apply_overrides(Config(), profiles[profile], source=f"profile '{profile}'")
+    cfg = apply_overrides(Config(profile=profile), profiles[profile], source=f"profile '{profile}'")
     cfg = apply_overrides(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, source="options")
     return validate(cfg, source="options")
 

@@ -35,6 +35,7 @@ from harness.safeio import atomic_path
 from harness.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
 
 CHECKPOINT_FORMAT = 1
+NUM_SAMPLE_POSES = 8
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
@@ -274,7 +275,16 @@ def lifter_predict(model: torch.nn.Module, pose_2d: torch.Tensor, flip: Flip, ba
 
 def train_lifter(cfg: Config, data: dict[str, PoseSet], out: Path, device: torch.device,
                  progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
-    """Train (or reuse, or resume) the shared GraFormer lifter; return its predictions on both splits."""
+    """Train (or reuse, or resume) the shared GraFormer lifter; return its predictions on both splits.
+    A lock on its folder makes a second process wait for the first instead of training it twice."""
+    from harness.locks import folder_lock
+
+    with folder_lock(lifter_dir(cfg, out)):
+        return _train_lifter(cfg, data, out, device, progress)
+
+
+def _train_lifter(cfg: Config, data: dict[str, PoseSet], out: Path, device: torch.device,
+                  progress: ProgressFn | None) -> dict[str, np.ndarray]:
     folder = lifter_dir(cfg, out)
     pred_path = folder / "predictions.npz"
     if pred_path.exists():
@@ -355,9 +365,18 @@ def build_noise_for(cfg: Config, data: dict[str, PoseSet], lifter_preds: dict[st
     J = data["train"].num_joints
     if cfg.noise == "gaussian":
         return GaussianNoise(num_joints=J)
+    from harness.locks import folder_lock
+
     path = lifter_dir(cfg, out) / f"gmm-k{cfg.gmm_max_components}-n{cfg.gmm_max_samples}.json"
-    if path.exists():
-        return GMMNoise.load(path)
+    with folder_lock(path.parent):
+        if path.exists():
+            return GMMNoise.load(path)
+        return _fit_gmm(cfg, data, lifter_preds, path)
+
+
+def _fit_gmm(cfg: Config, data: dict[str, PoseSet], lifter_preds: dict[str, np.ndarray], path: Path):
+    from harness.noise import GMMNoise
+
     train = data["train"]
     gt_2d = train.meta.get("pose_2d_gt")
     d2d = (train.pose_2d - gt_2d) if gt_2d is not None else np.zeros_like(train.pose_2d)
@@ -517,6 +536,13 @@ def evaluate(cfg: Config, model: torch.nn.Module, data: dict[str, PoseSet], lift
             p1 = M.mpjpe_per_frame(pred_mm, gt_mm)
             p2 = M.p_mpjpe_per_frame(pred_mm, gt_mm)
             out[name] = _summarise(cfg, test, pred_mm, gt_mm, p1, p2)
+    # A few test poses for figures: evenly spaced frames, inputs and outputs in metres.
+    pick = np.linspace(0, len(test) - 1, num=min(NUM_SAMPLE_POSES, len(test))).astype(np.int64)
+    per_frame["sample_index"] = pick
+    per_frame["sample_pose_2d"] = test.pose_2d[pick]
+    per_frame["sample_gt_3d"] = test.pose_3d[pick]
+    per_frame["sample_lifter_3d"] = lifter_test[pick]
+    per_frame["sample_diffusion_3d"] = preds[pick]
     per_frame["subject"] = test.subject.astype(str)
     per_frame["action"] = test.action.astype(str)
     per_frame["sequence"] = test.sequence.astype(str)
@@ -543,14 +569,38 @@ def _summarise(cfg: Config, test: PoseSet, pred_mm, gt_mm, p1, p2) -> dict[str, 
 
 
 # ------------------------------------------------------------------------------------------- runs
-def run(cfg: Config, out: Path, progress: ProgressFn | None = None, data: dict[str, PoseSet] | None = None
-        ) -> Path:
-    """One variant x noise x benchmark x seed: lifter (shared), noise fit, denoiser, evaluation."""
+def is_done(cfg: Config, out: Path) -> bool:
+    """True when the run's metrics exist for exactly this resolved config."""
+    path = Path(out) / run_name(cfg) / "metrics.json"
+    if not path.exists():
+        return False
+    try:
+        old = json.loads(path.read_text()).get("config", {})
+    except (OSError, json.JSONDecodeError):
+        return False
+    mine = cfg.to_dict()
+    return all(old.get(k) == mine[k] for k in mine if k not in Config.NOT_HASHED)
+
+
+def run(cfg: Config, out: Path, progress: ProgressFn | None = None, data: dict[str, PoseSet] | None = None,
+        blocking: bool = True) -> Path:
+    """One variant x noise x benchmark x seed: lifter (shared), noise fit, denoiser, evaluation.
+
+    Holds a lock on the run folder (``blocking=False`` raises :class:`harness.locks.Busy` when another
+    process has it); a finished run with the same config is not redone."""
+    from harness.locks import folder_lock
+
+    run_dir = Path(out) / run_name(cfg)
+    with folder_lock(run_dir, blocking=blocking):
+        if is_done(cfg, out):
+            return run_dir
+        return _run(cfg, Path(out), run_dir, progress, data)
+
+
+def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, data: dict[str, PoseSet] | None
+         ) -> Path:
     t_start = time.perf_counter()
     device = select_device(cfg.device)
-    out = Path(out)
-    run_dir = out / run_name(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", cfg.to_dict())
     if data is None:
         data = load_data(cfg)

@@ -51,6 +51,10 @@ prototypes (all attention layers of both streams start identical, as do all Grap
 Graph operators are computed once and kept as non-persistent buffers, so a released ``state_dict``
 loads key for key (the released ``mask`` argument is dropped: the released code only passes an
 all-True mask).
+
+Speed: the forward runs node-major (see :mod:`harness.models.ops` and
+:mod:`harness.models.lifter`); :mod:`harness.models.reference` is the plain released-style
+implementation it is tested against.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.graph import ChebConv, GraphConv, cheb_operator
+from harness.models.graph import ChebConv, GraphConv, cheb_operator, cheb_stacks
 from harness.models.lifter import GraAttenLayer, GraphNet, MultiHeadedAttention
 
 __all__ = ["GCNDiff", "ResChebGCDiff", "TimestepEmbedding", "get_timestep_embedding"]
@@ -120,6 +124,14 @@ class ResChebGCDiff(nn.Module):
         out = self.gconv1(x, cheb) + self.temb_proj(temb_act)[:, None, :]
         return x + self.gconv2(out, cheb)
 
+    def forward_nm(self, x: torch.Tensor, temb_act: torch.Tensor, t12: torch.Tensor,
+                   t12_h: torch.Tensor) -> torch.Tensor:
+        """Node-major ``x`` ``(N*B, C)``; ``temb_act`` ``(B, emd_dim)``."""
+        out = self.gconv1.forward_nm(x, t12, t12_h)
+        b = temb_act.shape[0]
+        out = (out.view(-1, b, out.shape[-1]) + self.temb_proj(temb_act)).view(out.shape)
+        return x + self.gconv2.forward_nm(out, t12, t12_h)
+
 
 class GCNDiff(nn.Module):
     """Cross-joint GCN denoiser with optional CCE and CAG (see the module docstring).
@@ -152,8 +164,14 @@ class GCNDiff(nn.Module):
         self.coords_dim = (3, 3) if cce else (5, 5)
 
         self.register_buffer("cheb", cheb_operator(adj_cross if cce else adj, K=2), persistent=False)
+        t12, t12_h = cheb_stacks(adj_cross if cce else adj)
+        self.register_buffer("cheb_t12", t12, persistent=False)
+        self.register_buffer("cheb_t12_h", t12_h, persistent=False)
         if cag:
             self.register_buffer("cheb_ctx", cheb_operator(adj, K=2), persistent=False)
+            t12, t12_h = cheb_stacks(adj)
+            self.register_buffer("cheb_ctx_t12", t12, persistent=False)
+            self.register_buffer("cheb_ctx_t12_h", t12_h, persistent=False)
 
         # Main stream, in the released construction order.
         self.gconv_input = ChebConv(self.coords_dim[0], hid_dim, K=2)
@@ -188,45 +206,48 @@ class GCNDiff(nn.Module):
         return {(False, False): "baseline", (True, False): "cce",
                 (False, True): "cag", (True, True): "full"}[(self.cce, self.cag)]
 
-    def _spread_nodes(self, g: torch.Tensor) -> torch.Tensor:
-        """``fc3`` over the node axis: (B, J, C) -> (B, 2J, C), one batched matmul."""
-        b = g.shape[0]
-        w = self.fc3.weight  # (2J, J)
-        return torch.baddbmm(self.fc3.bias.view(1, -1, 1), w.expand(b, *w.shape), g)
-
     def forward(self, x: torch.Tensor, t: torch.Tensor, pose_2d: torch.Tensor | None = None) -> torch.Tensor:
         j = self.num_joints
         if x.dim() != 3 or x.shape[1] != j or x.shape[2] != 5:
             raise ValueError(f"x must be (B, {j}, 5), got {tuple(x.shape)}")
         if self.cag and pose_2d is None:
             raise ValueError(f"variant {self.variant!r} needs pose_2d (B, {j}, 2)")
+        b = x.shape[0]
         temb_act = F.silu(self.temb(t))
-        cheb = self.cheb
+        g = (self.cheb_t12, self.cheb_t12_h)
+        n = 2 * j if self.cce else j
 
-        h = torch.cat((self.fc1(x[..., :2]), x[..., 2:]), dim=1) if self.cce else x
-        out = self.gconv_input(h, cheb)
+        xn = x.transpose(0, 1)                                      # (J, B, 5) node-major view
+        if self.cce:  # nodes 0..J-1: fc1(u, v); nodes J..2J-1: (x, y, z)
+            h = torch.cat((self.fc1(xn[..., :2]), xn[..., 2:]), dim=0).reshape(n * b, 3)
+        else:
+            h = xn.reshape(n * b, 5)
+        out = self.gconv_input.forward_nm(h, *g)                    # (N*B, hid)
 
         if not self.cag:
             for atten, gconv in zip(self.atten_layers, self.gconv_layers):
-                out = gconv(atten(out), temb_act, cheb)
+                out = gconv.forward_nm(atten.forward_nm(out, n), temb_act, *g)
         else:
-            guide = self.gconv_input_t(pose_2d, self.cheb_ctx)
-            if self.cce:
-                guide = self._spread_nodes(guide)
+            p2 = pose_2d.transpose(0, 1).reshape(j * b, 2)
+            guide = self.gconv_input_t.forward_nm(p2, self.cheb_ctx_t12, self.cheb_ctx_t12_h)
+            if self.cce:  # fc3 over the node axis, 17 -> 34: one GEMM on the node-major rows
+                w = self.fc3.weight.to(guide.dtype)
+                guide = torch.addmm(self.fc3.bias.to(guide.dtype).view(-1, 1), w,
+                                    guide.view(j, -1)).view(n * b, -1)
             out = out + guide
             last = self.n_layers - 1
             for i in range(self.n_layers):
-                out = self.atten_layers[i](out)
-                guide = self.atten_layers_t[i](guide)
+                out = self.atten_layers[i].forward_nm(out, n)
+                guide = self.atten_layers_t[i].forward_nm(guide, n)
                 out = out + guide
                 if i == last:  # the guide stream stops here (its last graph layer is unused)
-                    out = self.gconv_layers[i](out, temb_act, cheb)
+                    out = self.gconv_layers[i].forward_nm(out, temb_act, *g)
                     break
                 guide = guide + out
-                out = self.gconv_layers[i](out, temb_act, cheb)
-                guide = self.gconv_layers_t[i](guide, temb_act, cheb)
+                out = self.gconv_layers[i].forward_nm(out, temb_act, *g)
+                guide = self.gconv_layers_t[i].forward_nm(guide, temb_act, *g)
 
-        out = self.gconv_output(out, cheb)
+        out = self.gconv_output.forward_nm(out, *g).view(n, b, -1)
         if self.cce:  # read out: each joint's 2D-node and 3D-node outputs side by side -> 5
-            out = self.fc2(torch.cat((out[:, :j], out[:, j:]), dim=-1))
-        return out
+            out = self.fc2(torch.cat((out[:j], out[j:]), dim=-1))
+        return out.transpose(0, 1).contiguous()

@@ -17,12 +17,14 @@ Graph construction follows the released code of GraFormer (``network/ChebConv.py
 Note on "normalisation": the released ``adj`` is *row*-normalised; the symmetric normalisation
 happens in the Laplacian above. Both steps are reproduced exactly.
 
-The graph layers take the operator from :func:`cheb_operator` (the polynomials stacked node-major,
-``(N*(K+1), N)``) as an argument (the released ones take ``adj``), so a model computes its
-operators once and every layer shares them. A Chebyshev convolution is then one batched matmul of
-that operator against the whole ``(B, N, C)`` batch (the operator broadcast with a stride-0
-``expand``, no per-batch copy), whose result is already laid out ``(B, N, (K+1)*C)``, and one GEMM
-with the weights.
+The graph layers take their operators as arguments (the released ones take ``adj``), so a model
+computes its operators once (non-persistent buffers) and every layer shares them. Two entry points:
+
+* ``forward(x (B, N, C), op)`` with ``op`` from :func:`cheb_operator`: the batch-major API (one
+  batched matmul of the operator broadcast with a stride-0 ``expand``, then one GEMM);
+* ``forward_nm(x (N*B, C), t12, t12_h)``: the node-major fast path the models use (see
+  :mod:`harness.models.ops`), with ``t12 = [T_1; T_2]`` and ``t12_h = [T_1 | T_2]`` from
+  :func:`cheb_stacks` (``T_0 = I`` needs no product).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn import init
 
+from harness.models import ops
 from harness.skeleton import H36M_PARENTS, h36m_edges
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "adj_mx_from_edges",
     "cheb_operator",
     "cheb_polynomials",
+    "cheb_stacks",
     "cross_channel_adjacency",
     "cross_channel_edges",
     "h36m_adjacency",
@@ -107,6 +111,17 @@ def cheb_operator(adj: torch.Tensor, K: int = 2, dtype: torch.dtype = torch.floa
     return polys.transpose(0, 1).reshape(n * k1, n).to(dtype).contiguous()
 
 
+def cheb_stacks(adj: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The node-major fast path's operators (K = 2): ``t12 = [T_1; T_2]`` stacked by rows,
+    ``(2N, N)``, and ``t12_h = [T_1 | T_2]`` side by side, ``(N, 2N)``, from
+    :func:`cheb_polynomials` (float64, then cast)."""
+    polys = cheb_polynomials(adj, K=2, dtype=torch.float64)
+    n = polys.shape[1]
+    t12 = polys[1:].reshape(2 * n, n)
+    t12_h = polys[1:].permute(1, 0, 2).reshape(n, 2 * n)
+    return t12.to(dtype).contiguous(), t12_h.to(dtype).contiguous()
+
+
 def h36m_adjacency(parents: Sequence[int] = H36M_PARENTS) -> torch.Tensor:
     """The 17-joint Human3.6M skeleton graph (``adj_mx_from_edges`` of its 16 bones)."""
     return adj_mx_from_edges(len(parents), h36m_edges(tuple(parents)))
@@ -157,6 +172,12 @@ class ChebConv(nn.Module):
         out = h @ w if self.bias is None else torch.addmm(self.bias.view(1, -1), h, w)
         return out.view(b, n, self.out_c)
 
+    def forward_nm(self, x: torch.Tensor, t12: torch.Tensor, t12_h: torch.Tensor) -> torch.Tensor:
+        """Node-major ``x`` ``(N*B, in_c)`` -> ``(N*B, out_c)``."""
+        if self.K != 2 or self.bias is None:
+            raise NotImplementedError("the node-major path implements K = 2 with a bias (as released)")
+        return ops.cheb_conv(x, t12, t12_h, self.weight, self.bias)
+
     def extra_repr(self) -> str:
         return f"in_c={self.in_c}, out_c={self.out_c}, K={self.K}"
 
@@ -175,6 +196,12 @@ class GraphConv(nn.Module):
         x = self.relu(self.gconv(x, op))
         return self.dropout(x) if self.dropout is not None else x
 
+    def forward_nm(self, x: torch.Tensor, t12: torch.Tensor, t12_h: torch.Tensor) -> torch.Tensor:
+        """Node-major: ChebConv, ReLU and dropout fused (:func:`harness.models.ops.cheb_conv`)."""
+        p = self.dropout.p if self.dropout is not None else 0.0
+        return ops.cheb_conv(x, t12, t12_h, self.gconv.weight, self.gconv.bias, relu=True,
+                             p_drop=p, training=self.training)
+
 
 class ResChebGC(nn.Module):
     """Released ``_ResChebGC``: ``x + gconv2(gconv1(x))``, two :class:`GraphConv`."""
@@ -186,3 +213,6 @@ class ResChebGC(nn.Module):
 
     def forward(self, x: torch.Tensor, op: torch.Tensor) -> torch.Tensor:
         return x + self.gconv2(self.gconv1(x, op), op)
+
+    def forward_nm(self, x: torch.Tensor, t12: torch.Tensor, t12_h: torch.Tensor) -> torch.Tensor:
+        return x + self.gconv2.forward_nm(self.gconv1.forward_nm(x, t12, t12_h), t12, t12_h)

@@ -5,13 +5,20 @@ as ``models/GraFormer.py`` and the cross-channel paper as ``models/backbone/GraF
 same). Same math, same module and parameter names (a released ``state_dict`` maps key for key;
 graph operators are non-persistent buffers so they add no keys), but:
 
+* the model runs *node-major* (see :mod:`harness.models.ops`): graph products are single GEMMs of
+  the operator against the whole batch, per-node linear maps are single GEMMs over all nodes;
 * graph operators (Chebyshev polynomials) are computed once at construction, not per call;
 * the learnable-adjacency graph layers normalise ``A_hat`` once per forward and apply it to the
-  whole batch with one batched matmul (the released code ``repeat``s it per sample);
-* self-attention runs through ``F.scaled_dot_product_attention`` with the Q/K/V projections fused in
-  one GEMM (the released code only ever passes an all-True mask, which is a no-op, so there is none);
-* the custom ``LayerNorm`` (unbiased std, ``eps`` added to the std) is kept as it is, since it is not
-  ``nn.LayerNorm``'s math.
+  whole batch with one GEMM (the released code ``repeat``s it per sample);
+* the Q/K/V projections run as one GEMM; attention without dropout (evaluation) is
+  ``F.scaled_dot_product_attention`` (the released code only ever passes an all-True mask, which
+  is a no-op, so there is none); in training the attention weights get their dropout;
+* the custom ``LayerNorm`` (unbiased std, ``eps`` added to the std) keeps its math (it is not
+  ``nn.LayerNorm``'s) with a fused kernel for the statistics and a hand-written backward;
+* ChebConv + ReLU + dropout run as one fused autograd Function; dropout masks are cheap to draw.
+
+Every block keeps a batch-major ``forward`` (``(B, N, C)`` in and out) as its API; the models call
+the node-major ``forward_nm`` methods.
 
 Initialisation follows the released constructors, including their quirks, so a seed gives the same
 weights: one ``MultiHeadedAttention`` and one ``GraphNet`` prototype are built and *deep-copied* into
@@ -24,10 +31,10 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from harness.models.graph import ChebConv, ResChebGC, cheb_operator
+from harness.models import ops
+from harness.models.graph import ChebConv, ResChebGC, cheb_operator, cheb_stacks
 
 __all__ = [
     "GraAttenLayer",
@@ -56,8 +63,7 @@ class LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        std, mean = torch.std_mean(x, dim=-1, keepdim=True)
-        return self.a_2 * (x - mean) / (std + self.eps) + self.b_2
+        return ops.layer_norm(x, self.a_2, self.b_2, self.eps)
 
 
 class SublayerConnection(nn.Module):
@@ -69,7 +75,7 @@ class SublayerConnection(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:
-        return x + self.dropout(sublayer(self.norm(x)))
+        return ops.residual_dropout(x, sublayer(self.norm(x)), self.dropout.p, self.training)
 
 
 class MultiHeadedAttention(nn.Module):
@@ -85,15 +91,24 @@ class MultiHeadedAttention(nn.Module):
         self.linears = clones(nn.Linear(d_model, d_model), 4)
         self.dropout = nn.Dropout(p=dropout)
 
+    def qkv_params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q, K, V projections stacked with rows ordered (head, q|k|v, d_k)."""
+        q, k, v = self.linears[0], self.linears[1], self.linears[2]
+        d = q.weight.shape[1]
+        w = torch.stack([m.weight.view(self.h, self.d_k, d) for m in (q, k, v)], dim=1).reshape(3 * d, d)
+        b = torch.stack([m.bias.view(self.h, self.d_k) for m in (q, k, v)], dim=1).reshape(3 * d)
+        return w, b
+
+    def forward_nm(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """Node-major ``x`` ``(N*B, d_model)`` over ``n`` nodes."""
+        w, b = self.qkv_params()
+        out = self.linears[3]
+        return ops.attention(x, n, self.h, w, b, out.weight, out.bias, self.dropout.p, self.training)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.linears[0], self.linears[1], self.linears[2]
-        w = torch.cat((q.weight, k.weight, v.weight))
-        bias = torch.cat((q.bias, k.bias, v.bias))
-        qkv = F.linear(x, w, bias).view(b, n, 3, self.h, self.d_k).permute(2, 0, 3, 1, 4)
-        p = self.dropout.p if self.training else 0.0
-        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], dropout_p=p)  # (B, h, N, d_k)
-        return self.linears[3](y.transpose(1, 2).reshape(b, n, d))
+        y = self.forward_nm(x.transpose(0, 1).reshape(n * b, d), n)
+        return y.view(n, b, d).transpose(0, 1)
 
 
 class LAMGconv(nn.Module):
@@ -108,6 +123,14 @@ class LAMGconv(nn.Module):
         b, n, _ = x.shape
         x = self.fc(torch.bmm(lap.expand(b, n, n), x))
         return self.activation(x) if self.activation is not None else x
+
+    def forward_nm(self, x: torch.Tensor, lap: torch.Tensor) -> torch.Tensor:
+        """Node-major: ``L @ X`` is one GEMM ``(N, N) @ (N, B*C)``."""
+        rows, c = x.shape
+        n = lap.shape[0]
+        lx = torch.mm(lap.to(x.dtype), x.view(n, -1)).view(rows, c)
+        y = torch.addmm(self.fc.bias, lx, self.fc.weight.t())
+        return torch.relu_(y) if self.activation is not None else y
 
 
 class GraphNet(nn.Module):
@@ -127,8 +150,13 @@ class GraphNet(nn.Module):
         return d[:, None] * a_hat * d[None, :]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        y = self.forward_nm(x.transpose(0, 1).reshape(n * b, c))
+        return y.view(n, b, -1).transpose(0, 1)
+
+    def forward_nm(self, x: torch.Tensor) -> torch.Tensor:
         lap = self.laplacian(self.A_hat)
-        return self.gconv2(self.gconv1(x, lap), lap)
+        return self.gconv2.forward_nm(self.gconv1.forward_nm(x, lap), lap)
 
 
 class GraAttenLayer(nn.Module):
@@ -142,8 +170,13 @@ class GraAttenLayer(nn.Module):
         self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.sublayer[0](x, self.self_attn)
-        return self.sublayer[1](x, self.feed_forward)
+        b, n, c = x.shape
+        y = self.forward_nm(x.transpose(0, 1).reshape(n * b, c), n)
+        return y.view(n, b, c).transpose(0, 1)
+
+    def forward_nm(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        x = self.sublayer[0](x, lambda h: self.self_attn.forward_nm(h, n))
+        return self.sublayer[1](x, self.feed_forward.forward_nm)
 
 
 class GraFormer(nn.Module):
@@ -163,6 +196,9 @@ class GraFormer(nn.Module):
         self.n_layers = num_layers
         self.num_joints = num_joints
         self.register_buffer("cheb", cheb_operator(adj, K=2), persistent=False)
+        t12, t12_h = cheb_stacks(adj)
+        self.register_buffer("cheb_t12", t12, persistent=False)
+        self.register_buffer("cheb_t12_h", t12_h, persistent=False)
 
         # Construction order as released (it fixes which random numbers each weight gets).
         self.gconv_input = ChebConv(coords_dim[0], hid_dim, K=2)
@@ -177,9 +213,11 @@ class GraFormer(nn.Module):
         self.gconv_output = ChebConv(hid_dim, coords_dim[1], K=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        cheb = self.cheb
-        out = self.gconv_input(x, cheb)
+        b, j, c = x.shape
+        ops_ = (self.cheb_t12, self.cheb_t12_h)
+        out = self.gconv_input.forward_nm(x.transpose(0, 1).reshape(j * b, c), *ops_)
         for atten, gconv in zip(self.atten_layers, self.gconv_layers):
-            out = gconv(atten(out), cheb)
-        return self.gconv_output(out, cheb)
+            out = gconv.forward_nm(atten.forward_nm(out, j), *ops_)
+        out = self.gconv_output.forward_nm(out, *ops_)
+        return out.view(j, b, -1).transpose(0, 1).contiguous()
 
