@@ -364,7 +364,7 @@ def ablate_cmd(
     console.print(f"{len(outcome['done'])} run(s) done, {len(outcome['skipped'])} skipped (results existed), "
                   f"{len(outcome['busy'])} busy elsewhere", highlight=False)
     if tables:
-        _write_tables(out, out)
+        _write_tables(out)
 
 
 def _check_writable(folder: Path) -> None:
@@ -385,27 +385,22 @@ def _check_writable(folder: Path) -> None:
         raise HarnessError(f"{folder}: only {free / 1e6:.0f} MB free on its disk; need at least 200 MB")
 
 
-def _write_tables(results_dir: Path, out: Path) -> None:
-    from harness.results import collect, write_tidy
+def _write_tables(results_dir: Path, out: Path | None = None) -> None:
+    """results.csv, Markdown/LaTeX tables and PNG figures of a results set (a pure function of its metrics).
+    ``results_dir`` is a results folder or a results.csv; output defaults to ``<results>/tables``."""
+    from harness.errors import DataError
+    from harness.results import collect, read_tidy, write_tidy
+    from harness.tables import summary_rich, summary_table, write_tables
 
-    df = collect(results_dir)
+    from_csv = results_dir.is_file()
+    df = read_tidy(results_dir) if from_csv else collect(results_dir)
+    runs_dir = results_dir.parent if from_csv else results_dir
     if df.empty:
-        console.print(f"no finished runs under {results_dir}", highlight=False)
-        return
-    paths = [write_tidy(df, out / "results.csv")]
-    try:
-        from harness.tables import summary_table, write_tables
-    except ImportError:  # tables module not available
-        write_tables = summary_table = None
-    if write_tables is not None:
-        paths += write_tables(df, out, runs_dir=results_dir)
-        summ = summary_table(df)
-        table = Table(title="summary")
-        for col in summ.columns:
-            table.add_column(str(col), justify="right" if summ[col].dtype.kind in "fi" else "left")
-        for row in summ.itertuples(index=False):
-            table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
-        console.print(table)
+        raise DataError(f"{results_dir}: no finished runs (no */metrics.json)")
+    out_dir = out if out is not None else runs_dir / "tables"
+    paths = [] if from_csv else [write_tidy(df, out_dir / "results.csv")]
+    paths += write_tables(df, out_dir, runs_dir=runs_dir)
+    console.print(summary_rich(summary_table(df), title=f"{df['run'].nunique()} runs"))
     for p in paths:
         console.print(f"wrote {p}", highlight=False)
 
@@ -413,11 +408,11 @@ def _write_tables(results_dir: Path, out: Path) -> None:
 @app.command("tables")
 @handle_errors
 def tables_cmd(
-    results_dir: Path = typer.Argument(Path("results"), help="Results folder (run folders with metrics.json)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Where to write results.csv, tables and plots (default: results_dir)."),
+    results_dir: Path = typer.Argument(Path("results"), help="A results folder (run folders with metrics.json) or a results.csv."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for results.csv, tables and figures (default: RESULTS_DIR/tables)."),
 ) -> None:
-    """Regenerate results.csv, the Markdown/LaTeX tables and the plots from a results folder."""
-    _write_tables(results_dir, out or results_dir)
+    """Regenerate results.csv, the Markdown/LaTeX tables and the plots from a results set."""
+    _write_tables(results_dir, out)
 
 
 @app.command("check")

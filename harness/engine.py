@@ -196,6 +196,9 @@ def load_data(cfg: Config) -> dict[str, PoseSet]:
     if "test" not in data or len(data["test"]) == 0:
         raise DataError(f"{root}: no test data for benchmark '{cfg.benchmark}'")
     out = {"train": data["train"], "test": data["test"]}
+    from harness.data.synth import is_synthetic
+
+    out["train"].meta["synthetic"] = cfg.data_root is None or is_synthetic(root)
     if cfg.train_stride > 1:
         keep = np.arange(len(out["train"])) % cfg.train_stride == 0
         gt2d = out["train"].meta.get("pose_2d_gt")
@@ -618,7 +621,8 @@ def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, dat
         "harness_version": __version__, "run": run_dir.name, "config": cfg.to_dict(), "seed": cfg.seed,
         "git_commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(device), "device": str(device), "wall_time_s": round(time.perf_counter() - t_start, 2),
-        "data": {"synthetic": cfg.data_root is None, "train_frames": len(data["train"]),
+        "data": {"synthetic": bool(data["train"].meta.get("synthetic", cfg.data_root is None)),
+                 "train_frames": len(data["train"]),
                  "test_frames": len(data["test"])},
         "metrics": metrics,
     }

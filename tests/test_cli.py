@@ -39,7 +39,8 @@ def test_synth_then_check_h36m(tmp_path):
     out = tmp_path / "h36m"
     r = invoke("data", "synth", "h36m", "--out", str(out), "--seed", "3")
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.iterdir()) == ["cameras.h5", "data_2d_h36m_synth_det.npz", "data_3d_h36m.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["SYNTHETIC", "cameras.h5", "data_2d_h36m_synth_det.npz",
+                                                      "data_3d_h36m.npz"]
     r = invoke("data", "check", "--benchmark", "h36m", "--data-root", str(out))
     assert r.exit_code == 0, r.output
     assert "no problems found" in r.output

@@ -56,7 +56,7 @@ from harness.errors import ConfigError
 from harness.safeio import atomic_path, save_npz
 from harness.skeleton import H36M_ACTIONS, H36M_FROM_3DHP, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, H36M_PARENTS
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 H36M_SUBJECTS = H36M_TRAIN_SUBJECTS + H36M_TEST_SUBJECTS  # S1 S5 S6 S7 S8 S9 S11
 DEFAULT_H36M_FRAMES = 120
@@ -1133,7 +1133,7 @@ def synth_h36m(out: str | Path, seed: int = 0, frames: int = DEFAULT_H36M_FRAMES
     with atomic_path(pcam, suffix=".h5") as tmp:
         save_cameras_h5(tmp, cams)
     save_npz(pdet, positions_2d=pos2d, metadata=dict(H36M_METADATA))
-    return [p3d, pcam, pdet]
+    return [p3d, pcam, pdet, mark_synthetic(out, "h36m", seed)]
 
 
 def _to_3dhp_order(pose: np.ndarray) -> np.ndarray:
@@ -1213,7 +1213,23 @@ def synth_3dhp(out: str | Path, seed: int = 0, test_frames: int = DEFAULT_3DHP_T
         ptrain = out / TRAIN_FILE
         save_npz(ptrain, data=tr)
         paths.append(ptrain)
+    paths.append(mark_synthetic(out, "3dhp", seed))
     return paths
+
+
+MARKER_FILE = "SYNTHETIC"
+
+
+def mark_synthetic(out: Path, benchmark: str, seed: int) -> Path:
+    """A marker beside the files, so results made from them are labelled synthetic wherever they are read."""
+    path = Path(out) / MARKER_FILE
+    path.write_text(f"Synthetic {benchmark} benchmark written by harness (seed {seed}, format v{FORMAT_VERSION}); "
+                    "not real data.\n")
+    return path
+
+
+def is_synthetic(folder: Path) -> bool:
+    return (Path(folder) / MARKER_FILE).is_file()
 
 
 # ================================================================================================
@@ -1243,8 +1259,8 @@ def default_synth_dir(benchmark: str, seed: int = 0) -> Path:
 def synth_files(benchmark: str) -> tuple[str, ...]:
     """File names a default synthetic folder of ``benchmark`` holds."""
     if _canonical(benchmark) == "h36m":
-        return (H36M_3D_FILE, H36M_CAMERAS_FILE, h36m_2d_filename(DEFAULT_DETECTOR))
-    return (TEST_FILE, TRAIN_FILE)
+        return (H36M_3D_FILE, H36M_CAMERAS_FILE, h36m_2d_filename(DEFAULT_DETECTOR), MARKER_FILE)
+    return (TEST_FILE, TRAIN_FILE, MARKER_FILE)
 
 
 def ensure_synth(benchmark: str, seed: int = 0) -> Path:

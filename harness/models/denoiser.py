@@ -66,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.graph import ChebConv, GraphConv, cheb_operator, cheb_stacks
+from harness.models.graph import ChebConv, GraphConv, cheb_operator, cheb_stack_buffers, register_cheb_stacks
 from harness.models.lifter import GraAttenLayer, GraphNet, MultiHeadedAttention
 
 __all__ = ["GCNDiff", "ResChebGCDiff", "TimestepEmbedding", "get_timestep_embedding"]
@@ -124,13 +124,13 @@ class ResChebGCDiff(nn.Module):
         out = self.gconv1(x, cheb) + self.temb_proj(temb_act)[:, None, :]
         return x + self.gconv2(out, cheb)
 
-    def forward_nm(self, x: torch.Tensor, temb_act: torch.Tensor, t12: torch.Tensor,
-                   t12_h: torch.Tensor) -> torch.Tensor:
-        """Node-major ``x`` ``(N*B, C)``; ``temb_act`` ``(B, emd_dim)``."""
-        out = self.gconv1.forward_nm(x, t12, t12_h)
+    def forward_nm(self, x: torch.Tensor, temb_act: torch.Tensor, g: tuple) -> torch.Tensor:
+        """Node-major ``x`` ``(N*B, C)``; ``temb_act`` ``(B, emd_dim)``; ``g`` the graph's
+        :func:`~harness.models.graph.cheb_stacks`."""
+        out = self.gconv1.forward_nm(x, g)
         b = temb_act.shape[0]
         out = (out.view(-1, b, out.shape[-1]) + self.temb_proj(temb_act)).view(out.shape)
-        return x + self.gconv2.forward_nm(out, t12, t12_h)
+        return x + self.gconv2.forward_nm(out, g)
 
 
 class GCNDiff(nn.Module):
@@ -164,14 +164,10 @@ class GCNDiff(nn.Module):
         self.coords_dim = (3, 3) if cce else (5, 5)
 
         self.register_buffer("cheb", cheb_operator(adj_cross if cce else adj, K=2), persistent=False)
-        t12, t12_h = cheb_stacks(adj_cross if cce else adj)
-        self.register_buffer("cheb_t12", t12, persistent=False)
-        self.register_buffer("cheb_t12_h", t12_h, persistent=False)
+        register_cheb_stacks(self, "cheb", adj_cross if cce else adj)
         if cag:
             self.register_buffer("cheb_ctx", cheb_operator(adj, K=2), persistent=False)
-            t12, t12_h = cheb_stacks(adj)
-            self.register_buffer("cheb_ctx_t12", t12, persistent=False)
-            self.register_buffer("cheb_ctx_t12_h", t12_h, persistent=False)
+            register_cheb_stacks(self, "cheb_ctx", adj)
 
         # Main stream, in the released construction order.
         self.gconv_input = ChebConv(self.coords_dim[0], hid_dim, K=2)
@@ -214,7 +210,7 @@ class GCNDiff(nn.Module):
             raise ValueError(f"variant {self.variant!r} needs pose_2d (B, {j}, 2)")
         b = x.shape[0]
         temb_act = F.silu(self.temb(t))
-        g = (self.cheb_t12, self.cheb_t12_h)
+        g = cheb_stack_buffers(self, "cheb")
         n = 2 * j if self.cce else j
 
         xn = x.transpose(0, 1)                                      # (J, B, 5) node-major view
@@ -222,14 +218,14 @@ class GCNDiff(nn.Module):
             h = torch.cat((self.fc1(xn[..., :2]), xn[..., 2:]), dim=0).reshape(n * b, 3)
         else:
             h = xn.reshape(n * b, 5)
-        out = self.gconv_input.forward_nm(h, *g)                    # (N*B, hid)
+        out = self.gconv_input.forward_nm(h, g)                    # (N*B, hid)
 
         if not self.cag:
             for atten, gconv in zip(self.atten_layers, self.gconv_layers):
-                out = gconv.forward_nm(atten.forward_nm(out, n), temb_act, *g)
+                out = gconv.forward_nm(atten.forward_nm(out, n), temb_act, g)
         else:
             p2 = pose_2d.transpose(0, 1).reshape(j * b, 2)
-            guide = self.gconv_input_t.forward_nm(p2, self.cheb_ctx_t12, self.cheb_ctx_t12_h)
+            guide = self.gconv_input_t.forward_nm(p2, cheb_stack_buffers(self, "cheb_ctx"))
             if self.cce:  # fc3 over the node axis, 17 -> 34: one GEMM on the node-major rows
                 w = self.fc3.weight.to(guide.dtype)
                 guide = torch.addmm(self.fc3.bias.to(guide.dtype).view(-1, 1), w,
@@ -241,13 +237,13 @@ class GCNDiff(nn.Module):
                 guide = self.atten_layers_t[i].forward_nm(guide, n)
                 out = out + guide
                 if i == last:  # the guide stream stops here (its last graph layer is unused)
-                    out = self.gconv_layers[i].forward_nm(out, temb_act, *g)
+                    out = self.gconv_layers[i].forward_nm(out, temb_act, g)
                     break
                 guide = guide + out
-                out = self.gconv_layers[i].forward_nm(out, temb_act, *g)
-                guide = self.gconv_layers_t[i].forward_nm(guide, temb_act, *g)
+                out = self.gconv_layers[i].forward_nm(out, temb_act, g)
+                guide = self.gconv_layers_t[i].forward_nm(guide, temb_act, g)
 
-        out = self.gconv_output.forward_nm(out, *g).view(n, b, -1)
+        out = self.gconv_output.forward_nm(out, g).view(n, b, -1)
         if self.cce:  # read out: each joint's 2D-node and 3D-node outputs side by side -> 5
             out = self.fc2(torch.cat((out[:j], out[j:]), dim=-1))
         return out.transpose(0, 1).contiguous()

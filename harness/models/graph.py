@@ -22,9 +22,9 @@ computes its operators once (non-persistent buffers) and every layer shares them
 
 * ``forward(x (B, N, C), op)`` with ``op`` from :func:`cheb_operator`: the batch-major API (one
   batched matmul of the operator broadcast with a stride-0 ``expand``, then one GEMM);
-* ``forward_nm(x (N*B, C), t12, t12_h)``: the node-major fast path the models use (see
-  :mod:`harness.models.ops`), with ``t12 = [T_1; T_2]`` and ``t12_h = [T_1 | T_2]`` from
-  :func:`cheb_stacks` (``T_0 = I`` needs no product).
+* ``forward_nm(x (N*B, C), g)``: the node-major fast path the models use (see
+  :mod:`harness.models.ops`), with ``g`` the stacked polynomials of :func:`cheb_stacks`
+  (``T_0 = I`` needs no product).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ __all__ = [
     "cheb_operator",
     "cheb_polynomials",
     "cheb_stacks",
+    "cheb_stack_buffers",
+    "register_cheb_stacks",
     "cross_channel_adjacency",
     "cross_channel_edges",
     "h36m_adjacency",
@@ -111,15 +113,29 @@ def cheb_operator(adj: torch.Tensor, K: int = 2, dtype: torch.dtype = torch.floa
     return polys.transpose(0, 1).reshape(n * k1, n).to(dtype).contiguous()
 
 
-def cheb_stacks(adj: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """The node-major fast path's operators (K = 2): ``t12 = [T_1; T_2]`` stacked by rows,
-    ``(2N, N)``, and ``t12_h = [T_1 | T_2]`` side by side, ``(N, 2N)``, from
-    :func:`cheb_polynomials` (float64, then cast)."""
+def cheb_stacks(adj: torch.Tensor, dtype: torch.dtype = torch.float32
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The node-major fast path's operators (K = 2), from :func:`cheb_polynomials` (float64, then
+    cast): ``t12 = [T_1; T_2]`` stacked by rows ``(2N, N)``; ``t12_h = [T_1 | T_2]`` side by side
+    ``(N, 2N)``; ``t12t = [T_1^T; T_2^T]`` ``(2N, N)`` (the polynomials of the row-normalised
+    adjacency are not symmetric)."""
     polys = cheb_polynomials(adj, K=2, dtype=torch.float64)
     n = polys.shape[1]
     t12 = polys[1:].reshape(2 * n, n)
     t12_h = polys[1:].permute(1, 0, 2).reshape(n, 2 * n)
-    return t12.to(dtype).contiguous(), t12_h.to(dtype).contiguous()
+    t12t = polys[1:].transpose(1, 2).reshape(2 * n, n)
+    return tuple(t.to(dtype).contiguous() for t in (t12, t12_h, t12t))
+
+
+def register_cheb_stacks(module: nn.Module, prefix: str, adj: torch.Tensor) -> None:
+    """Register :func:`cheb_stacks` of ``adj`` on ``module`` as non-persistent buffers
+    ``<prefix>_t12``, ``<prefix>_t12_h``, ``<prefix>_t12t``."""
+    for name, t in zip(("t12", "t12_h", "t12t"), cheb_stacks(adj)):
+        module.register_buffer(f"{prefix}_{name}", t, persistent=False)
+
+
+def cheb_stack_buffers(module: nn.Module, prefix: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (getattr(module, f"{prefix}_t12"), getattr(module, f"{prefix}_t12_h"), getattr(module, f"{prefix}_t12t"))
 
 
 def h36m_adjacency(parents: Sequence[int] = H36M_PARENTS) -> torch.Tensor:
@@ -172,11 +188,11 @@ class ChebConv(nn.Module):
         out = h @ w if self.bias is None else torch.addmm(self.bias.view(1, -1), h, w)
         return out.view(b, n, self.out_c)
 
-    def forward_nm(self, x: torch.Tensor, t12: torch.Tensor, t12_h: torch.Tensor) -> torch.Tensor:
-        """Node-major ``x`` ``(N*B, in_c)`` -> ``(N*B, out_c)``."""
+    def forward_nm(self, x: torch.Tensor, g: tuple) -> torch.Tensor:
+        """Node-major ``x`` ``(N*B, in_c)`` -> ``(N*B, out_c)``; ``g`` from :func:`cheb_stacks`."""
         if self.K != 2 or self.bias is None:
             raise NotImplementedError("the node-major path implements K = 2 with a bias (as released)")
-        return ops.cheb_conv(x, t12, t12_h, self.weight, self.bias)
+        return ops.cheb_conv(x, g, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_c={self.in_c}, out_c={self.out_c}, K={self.K}"
@@ -196,10 +212,10 @@ class GraphConv(nn.Module):
         x = self.relu(self.gconv(x, op))
         return self.dropout(x) if self.dropout is not None else x
 
-    def forward_nm(self, x: torch.Tensor, t12: torch.Tensor, t12_h: torch.Tensor) -> torch.Tensor:
+    def forward_nm(self, x: torch.Tensor, g: tuple) -> torch.Tensor:
         """Node-major: ChebConv, ReLU and dropout fused (:func:`harness.models.ops.cheb_conv`)."""
         p = self.dropout.p if self.dropout is not None else 0.0
-        return ops.cheb_conv(x, t12, t12_h, self.gconv.weight, self.gconv.bias, relu=True,
+        return ops.cheb_conv(x, g, self.gconv.weight, self.gconv.bias, relu=True,
                              p_drop=p, training=self.training)
 
 
@@ -214,5 +230,5 @@ class ResChebGC(nn.Module):
     def forward(self, x: torch.Tensor, op: torch.Tensor) -> torch.Tensor:
         return x + self.gconv2(self.gconv1(x, op), op)
 
-    def forward_nm(self, x: torch.Tensor, t12: torch.Tensor, t12_h: torch.Tensor) -> torch.Tensor:
-        return x + self.gconv2.forward_nm(self.gconv1.forward_nm(x, t12, t12_h), t12, t12_h)
+    def forward_nm(self, x: torch.Tensor, g: tuple) -> torch.Tensor:
+        return x + self.gconv2.forward_nm(self.gconv1.forward_nm(x, g), g)

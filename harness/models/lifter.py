@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from harness.models import ops
-from harness.models.graph import ChebConv, ResChebGC, cheb_operator, cheb_stacks
+from harness.models.graph import ChebConv, ResChebGC, cheb_operator, cheb_stack_buffers, register_cheb_stacks
 
 __all__ = [
     "GraAttenLayer",
@@ -128,8 +128,8 @@ class LAMGconv(nn.Module):
         """Node-major: ``L @ X`` is one GEMM ``(N, N) @ (N, B*C)``."""
         rows, c = x.shape
         n = lap.shape[0]
-        lx = torch.mm(lap.to(x.dtype), x.view(n, -1)).view(rows, c)
-        y = torch.addmm(self.fc.bias, lx, self.fc.weight.t())
+        lx = ops.graph_mm(lap, x.view(n, -1)).view(rows, c)
+        y = ops.linear(lx, self.fc.weight, self.fc.bias)
         return torch.relu_(y) if self.activation is not None else y
 
 
@@ -196,9 +196,7 @@ class GraFormer(nn.Module):
         self.n_layers = num_layers
         self.num_joints = num_joints
         self.register_buffer("cheb", cheb_operator(adj, K=2), persistent=False)
-        t12, t12_h = cheb_stacks(adj)
-        self.register_buffer("cheb_t12", t12, persistent=False)
-        self.register_buffer("cheb_t12_h", t12_h, persistent=False)
+        register_cheb_stacks(self, "cheb", adj)
 
         # Construction order as released (it fixes which random numbers each weight gets).
         self.gconv_input = ChebConv(coords_dim[0], hid_dim, K=2)
@@ -214,10 +212,10 @@ class GraFormer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, j, c = x.shape
-        ops_ = (self.cheb_t12, self.cheb_t12_h)
-        out = self.gconv_input.forward_nm(x.transpose(0, 1).reshape(j * b, c), *ops_)
+        g = cheb_stack_buffers(self, "cheb")
+        out = self.gconv_input.forward_nm(x.transpose(0, 1).reshape(j * b, c), g)
         for atten, gconv in zip(self.atten_layers, self.gconv_layers):
-            out = gconv.forward_nm(atten.forward_nm(out, j), *ops_)
-        out = self.gconv_output.forward_nm(out, *ops_)
+            out = gconv.forward_nm(atten.forward_nm(out, j), g)
+        out = self.gconv_output.forward_nm(out, g)
         return out.view(j, b, -1).transpose(0, 1).contiguous()
 

@@ -41,6 +41,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "attention",
+    "graph_mm",
+    "linear",
     "cheb_conv",
     "dropout_mask",
     "layer_norm",
@@ -56,6 +58,98 @@ def _compiling() -> bool:
 
 def _grad_needed(*ts: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
+
+
+# --- GEMMs ---------------------------------------------------------------------------------------
+#
+# On the CPU, oneDNN's matmul (the ``mkldnn::_linear_pointwise`` op PyTorch ships for its compiled
+# CPU code) runs this model's tall-skinny float32 GEMMs (34816 x 96 @ 96 x 96 and the like, and the
+# 68 x 34 @ 34 x 98304 graph products) markedly faster than the BLAS behind ``torch.mm``; it has
+# no autograd formula, so the fast path uses it inside its own autograd Functions. Anything else
+# (CUDA, other dtypes, torch.compile, a build without it) uses ``torch.mm``/``addmm``.
+
+def _probe_dnn():
+    try:
+        op = torch.ops.mkldnn._linear_pointwise
+        a = torch.randn(4, 3)
+        w = torch.randn(2, 3)
+        if torch.allclose(op(a, w, None, "none", [], ""), a @ w.t(), atol=1e-6):
+            return op
+    except (AttributeError, RuntimeError):
+        pass
+    return None
+
+
+_DNN_LINEAR = _probe_dnn()
+
+
+def _dnn(t: torch.Tensor) -> bool:
+    return (_DNN_LINEAR is not None and t.device.type == "cpu"
+            and t.dtype in (torch.float32, torch.bfloat16) and not _compiling())
+
+
+def _lin(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ w.T + b`` for 2-D ``x (M, K)``, ``w (N, K)`` (no autograd)."""
+    if _dnn(x):
+        return _DNN_LINEAR(x, w, b, "none", [], "")
+    return torch.mm(x, w.t()) if b is None else torch.addmm(b, x, w.t())
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for 2-D ``a (M, K)``, ``b (K, N)`` (no autograd)."""
+    if _dnn(a):
+        return _DNN_LINEAR(a, b.t(), None, "none", [], "")
+    return torch.mm(a, b)
+
+
+class _LinearFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b):
+        ctx.save_for_backward(x, w)
+        ctx.has_bias = b is not None
+        return _lin(x, w, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gx = _lin(g, w.t().contiguous()) if ctx.needs_input_grad[0] else None
+        gw = torch.mm(g.t(), x) if ctx.needs_input_grad[1] else None
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` for 2-D ``x`` on the fast GEMM path."""
+    if not _dnn(x) or torch.is_autocast_enabled(x.device.type):
+        return F.linear(x, w, b)
+    if _grad_needed(x, w, b):
+        return _LinearFn.apply(x, w, b)
+    return _lin(x, w, b)
+
+
+class _GraphFn(torch.autograd.Function):
+    """``T @ X`` for a graph operator ``T (M, N)`` and node-major ``X (N, B*C)``."""
+
+    @staticmethod
+    def forward(ctx, t, x):
+        ctx.save_for_backward(t, x)
+        return _mm(t, x)
+
+    @staticmethod
+    def backward(ctx, g):
+        t, x = ctx.saved_tensors
+        gt = _lin(g, x) if ctx.needs_input_grad[0] else None
+        gx = _mm(t.t().contiguous(), g) if ctx.needs_input_grad[1] else None
+        return gt, gx
+
+
+def graph_mm(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``t @ x`` (graph operator times node-major features) on the fast GEMM path."""
+    if not _dnn(x) or torch.is_autocast_enabled(x.device.type):
+        return torch.mm(t.to(x.dtype), x)
+    if _grad_needed(t, x):
+        return _GraphFn.apply(t, x)
+    return _mm(t, x)
 
 
 # --- dropout masks -------------------------------------------------------------------------------
@@ -161,19 +255,20 @@ class _ChebHidFn(torch.autograd.Function):
     whose kept value is ``scale``."""
 
     @staticmethod
-    def forward(ctx, x, t12, weight, bias, mask, scale):
+    def forward(ctx, x, t12, t12t, weight, bias, mask, scale):
         n = t12.shape[1]
         rows, c = x.shape
         d = weight.shape[-1]
         w = weight.view(3, c, d)
-        z = torch.mm(t12, x.view(n, -1)).view(2, rows, c)
-        y = torch.addmm(bias.view(1, d), x, w[0])
+        z = _mm(t12, x.view(n, -1)).view(2, rows, c)
+        y = _lin(x, w[0].t().contiguous(), bias.view(d))
         y.addmm_(z[0], w[1])
         y.addmm_(z[1], w[2])
         y.relu_()
         if mask is not None:
             y.mul_(mask)
         ctx.scale = scale
+        ctx.t12t = t12t
         ctx.save_for_backward(x, z, t12, weight, y)
         return y
 
@@ -189,7 +284,7 @@ class _ChebHidFn(torch.autograd.Function):
         g = torch.ops.aten.threshold_backward(gy, y, 0)
         w = weight.view(3, c, d) * s if s != 1.0 else weight.view(3, c, d)
         grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[3]:
             grad_w = torch.empty_like(weight)
             gw = grad_w.view(3, c, d)
             torch.mm(x.t(), g, out=gw[0])
@@ -197,17 +292,17 @@ class _ChebHidFn(torch.autograd.Function):
             torch.mm(z[1].t(), g, out=gw[2])
             if s != 1.0:
                 grad_w.mul_(s)
-        if ctx.needs_input_grad[3]:
+        if ctx.needs_input_grad[4]:
             grad_b = g.sum(0).view(1, 1, d)
             if s != 1.0:
                 grad_b.mul_(s)
         if ctx.needs_input_grad[0]:
-            gz = torch.empty((2, rows, c), dtype=g.dtype, device=g.device)
-            torch.mm(g, w[1].t(), out=gz[0])
-            torch.mm(g, w[2].t(), out=gz[1])
-            grad_x = torch.mm(g, w[0].t())
-            grad_x.view(n, -1).addmm_(t12.t(), gz.view(2 * n, -1))
-        return grad_x, None, grad_w, grad_b, None, None
+            # dX = g W_0^T + T_1^T g W_1^T + T_2^T g W_2^T, graph products first (one GEMM)
+            gt = _mm(ctx.t12t, g.view(n, -1)).view(2, rows, d)
+            grad_x = _lin(g, w[0])
+            grad_x.addmm_(gt[0], w[1].t())
+            grad_x.addmm_(gt[1], w[2].t())
+        return grad_x, None, None, grad_w, grad_b, None, None
 
 
 def _cheb_small_in(x, t12, weight, bias, n):
@@ -242,18 +337,20 @@ def _amp_dtype(x: torch.Tensor) -> torch.dtype | None:
     return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
 
 
-def cheb_conv(x: torch.Tensor, t12: torch.Tensor, t12_h: torch.Tensor, weight: torch.Tensor,
+def cheb_conv(x: torch.Tensor, g: tuple[torch.Tensor, torch.Tensor, torch.Tensor], weight: torch.Tensor,
               bias: torch.Tensor, relu: bool = False, p_drop: float = 0.0,
               training: bool = False) -> torch.Tensor:
     """Chebyshev convolution (K = 2) of node-major ``x`` ``(N*B, C_in)`` -> ``(N*B, C_out)``,
     optionally followed by ReLU and dropout (released ``_GraphConv``: ``relu(dropout(relu(.)))``
-    equals ``dropout(relu(.))``). ``t12`` = ``[T_1; T_2]`` ``(2N, N)``, ``t12_h`` = ``[T_1 | T_2]``
-    ``(N, 2N)``; ``weight (3, 1, C_in, C_out)``, ``bias (1, 1, C_out)`` as released.
+    equals ``dropout(relu(.))``). ``g = (t12, t12_h, t12t)`` from
+    :func:`harness.models.graph.cheb_stacks`; ``weight (3, 1, C_in, C_out)``,
+    ``bias (1, 1, C_out)`` as released.
 
     Hidden-to-hidden convolutions (the bulk of the work) evaluate ``T_1 X, T_2 X`` with one GEMM
     and accumulate three GEMMs against the weights; a convolution from few channels concatenates
     ``[X, T_1 X, T_2 X]`` for one GEMM; one to few channels applies the weights first.
     """
+    t12, t12_h, t12t = g
     n = t12.shape[1]
     c, d = weight.shape[-2], weight.shape[-1]
     if c < d and c <= 16:
@@ -263,14 +360,14 @@ def cheb_conv(x: torch.Tensor, t12: torch.Tensor, t12_h: torch.Tensor, weight: t
     elif relu and not _compiling():
         amp = _amp_dtype(x)
         if amp is not None:  # what autocast would do: the GEMMs' operands in the low precision
-            x, t12, weight, bias = (v.to(amp) for v in (x, t12, weight, bias))
+            x, t12, t12t, weight, bias = (v.to(amp) for v in (x, t12, t12t, weight, bias))
         mask = _mask_for(p_drop, training, (x.shape[0], d), x)
         scale = 1.0 / (1.0 - p_drop) if mask is not None else 1.0
         with torch.autocast(x.device.type, enabled=False):
             if _grad_needed(x, weight, bias):
-                return _ChebHidFn.apply(x, t12, weight, bias, mask, scale)
+                return _ChebHidFn.apply(x, t12, t12t, weight, bias, mask, scale)
             with torch.no_grad():
-                return _ChebHidFn.forward(_NoCtx(), x, t12, weight, bias, mask, scale)
+                return _ChebHidFn.forward(_NoCtx(), x, t12, t12t, weight, bias, mask, scale)
     else:
         y = _cheb_plain(x, t12.to(x.dtype), weight, bias, n)
     if relu:
@@ -288,32 +385,79 @@ class _NoCtx:
 
 # --- attention -----------------------------------------------------------------------------------
 
+class _AttnCoreFn(torch.autograd.Function):
+    """Training attention core: ``(softmax(Q K^T / sqrt(d)) * mask) @ V`` for every (sample, head).
+
+    In: the Q/K/V projection's output, node-major ``(N*B, 3C)`` with columns ordered
+    ``(head, q|k|v, d)``; out: the heads' outputs node-major ``(N*B, C)`` (columns
+    ``(head, d)``). The operands are gathered once into ``(B*h, 3, N, d)`` so every batched matmul
+    reads contiguous matrices, and the backward writes dQ, dK, dV straight into one such buffer.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv, n, heads, mask):
+        rows, c3 = qkv.shape
+        b, dk = rows // n, c3 // (3 * heads)
+        bh = b * heads
+        qkv_b = qkv.view(n, b, heads, 3, dk).permute(1, 2, 3, 0, 4).reshape(bh, 3, n, dk)
+        q, k, v = qkv_b[:, 0], qkv_b[:, 1], qkv_b[:, 2]
+        alpha = 1.0 / math.sqrt(dk)
+        s = torch.baddbmm(torch.empty((bh, n, n), dtype=qkv.dtype, device=qkv.device), q,
+                          k.transpose(1, 2), beta=0.0, alpha=alpha)
+        p = torch.softmax(s, dim=-1)
+        del s
+        pd = p * mask
+        o = torch.bmm(pd, v)                                            # (B*h, N, d)
+        ctx.save_for_backward(qkv_b, p, pd)
+        ctx.dims = (n, b, heads, dk, alpha)
+        return o.view(b, heads, n, dk).permute(2, 0, 1, 3).reshape(rows, heads * dk)
+
+    @staticmethod
+    def backward(ctx, go):
+        qkv_b, p, pd = ctx.saved_tensors
+        n, b, heads, dk, alpha = ctx.dims
+        bh = b * heads
+        go_b = go.view(n, b, heads, dk).permute(1, 2, 0, 3).reshape(bh, n, dk)
+        q, k, v = qkv_b[:, 0], qkv_b[:, 1], qkv_b[:, 2]
+        grad = torch.empty_like(qkv_b)
+        torch.bmm(pd.transpose(1, 2), go_b, out=grad[:, 2])             # dV = Pd^T dO
+        gp = torch.bmm(go_b, v.transpose(1, 2))                         # d(P * mask)
+        # softmax backward through the mask:  dS = Pd * G - P * rowsum(Pd * G)
+        gp.mul_(pd)
+        r = gp.sum(-1, keepdim=True)
+        gp.addcmul_(p, r, value=-1.0)
+        torch.baddbmm(grad[:, 0], gp, k, beta=0.0, alpha=alpha, out=grad[:, 0])                # dQ
+        torch.baddbmm(grad[:, 1], gp.transpose(1, 2), q, beta=0.0, alpha=alpha, out=grad[:, 1])  # dK
+        gq = grad.view(b, heads, 3, n, dk).permute(3, 0, 1, 2, 4).reshape(n * b, 3 * heads * dk)
+        return gq, None, None, None
+
+
 def attention(x: torch.Tensor, n: int, heads: int, w_qkv: torch.Tensor, b_qkv: torch.Tensor,
               w_o: torch.Tensor, b_o: torch.Tensor, p_attn: float, training: bool) -> torch.Tensor:
     """Multi-head self-attention over the ``n`` nodes of node-major ``x`` ``(N*B, C)``.
 
     ``w_qkv (3C, C)``/``b_qkv`` are the Q, K, V projections stacked with rows ordered
-    ``(head, q|k|v, d_k)``, so the projection's output ``(N, B, heads, 3, d_k)`` gives the
-    ``(B*heads, N, d_k)`` operands as strided views. With no dropout to apply (eval, or ``p = 0``)
-    this is ``F.scaled_dot_product_attention``; in training the weights get their dropout
-    (released ``attention(..., dropout)``), so the softmax is explicit there.
+    ``(head, q|k|v, d_k)`` (one GEMM). With no dropout to apply (evaluation, or ``p = 0``) the
+    core is ``F.scaled_dot_product_attention`` on strided views; in training the attention
+    weights get their dropout (released ``attention(..., dropout)``), with a hand-written
+    backward (:class:`_AttnCoreFn`).
     """
     rows, c = x.shape
     b = rows // n
     dk = c // heads
-    qkv = torch.addmm(b_qkv, x, w_qkv.t()).view(n, b, heads, 3, dk)
-    drop = training and p_attn > 0.0
-    if not drop:
-        q, k, v = (qkv[:, :, :, i].permute(1, 2, 0, 3) for i in range(3))   # (B, h, N, d_k) views
-        o = F.scaled_dot_product_attention(q, k, v)                          # memory (N, B, h, d_k)
-        o = o.permute(2, 0, 1, 3).reshape(rows, c)
+    qkv = linear(x, w_qkv, b_qkv)
+    if training and p_attn > 0.0:
+        mask = _mask_for(p_attn, True, (b * heads, n, n), qkv)
+        if not _compiling() and not torch.is_autocast_enabled(x.device.type):
+            o = _AttnCoreFn.apply(qkv, n, heads, mask)
+        else:
+            qkv_b = qkv.view(n, b, heads, 3, dk).permute(1, 2, 3, 0, 4).reshape(b * heads, 3, n, dk)
+            s = torch.matmul(qkv_b[:, 0], qkv_b[:, 1].transpose(1, 2)) / math.sqrt(dk)
+            o = torch.matmul(torch.softmax(s, dim=-1) * mask, qkv_b[:, 2])
+            o = o.view(b, heads, n, dk).permute(2, 0, 1, 3).reshape(rows, c)
     else:
-        qkv = qkv.view(n, b * heads, 3, dk).transpose(0, 1)                  # (B*h, N, 3, d_k)
-        q, k, v = (qkv[:, :, i].contiguous() for i in range(3))
-        s = torch.baddbmm(torch.empty((b * heads, n, n), dtype=q.dtype, device=q.device), q,
-                          k.transpose(1, 2), beta=0.0, alpha=1.0 / math.sqrt(dk))
-        pa = torch.softmax(s, dim=-1)
-        pa = pa * _mask_for(p_attn, True, pa.shape, pa)
-        o = torch.bmm(pa, v)                                                 # (B*h, N, d_k)
-        o = o.view(b, heads, n, dk).permute(2, 0, 1, 3).reshape(rows, c)
-    return torch.addmm(b_o, o, w_o.t())
+        qkv5 = qkv.view(n, b, heads, 3, dk)
+        q, k, v = (qkv5[:, :, :, i].permute(1, 2, 0, 3) for i in range(3))   # (B, h, N, d_k) views
+        o = F.scaled_dot_product_attention(q, k, v)
+        o = o.permute(2, 0, 1, 3).reshape(rows, c)
+    return linear(o, w_o, b_o)

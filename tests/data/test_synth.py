@@ -156,7 +156,9 @@ def _arrays(obj, prefix=""):
 def _content(paths):
     out = {}
     for p in paths:
-        if p.suffix == ".npz":
+        if p.name == S.MARKER_FILE:
+            out[p.name] = np.frombuffer(p.read_bytes(), dtype=np.uint8)
+        elif p.suffix == ".npz":
             out.update(_arrays(load_npz(p), p.name))
         else:
             def visit(name, obj, p=p):
@@ -182,7 +184,7 @@ def test_h36m_deterministic(tmp_path):
 
 def test_h36m_size_options(tmp_path):
     paths = S.synth_h36m(tmp_path, seed=0, frames=30, takes=3, detector_name="my_det")
-    assert [p.name for p in paths] == ["data_3d_h36m.npz", "cameras.h5", "data_2d_h36m_my_det.npz"]
+    assert [p.name for p in paths] == ["data_3d_h36m.npz", "cameras.h5", "data_2d_h36m_my_det.npz", "SYNTHETIC"]
     pos3d = load_npz(paths[0])["positions_3d"]
     assert sorted(pos3d["S9"]) == sorted([a for a in H36M_ACTIONS] + [f"{a} {k}" for a in H36M_ACTIONS for k in (1, 2)])
     assert all(27 <= v.shape[0] <= 33 for s in pos3d.values() for v in s.values())
@@ -385,7 +387,7 @@ def test_3dhp_deterministic_and_options(tmp_path):
     assert not np.array_equal(a["data_test_3dhp.npz/data/TS1/data_3d"], c["data_test_3dhp.npz/data/TS1/data_3d"])
     assert len({k.split("/")[2].split("[")[0] for k in a if k.startswith("data_train")}) == 4
     only_test = S.synth_3dhp(tmp_path / "d", seed=1, train=False, test_frames=30)
-    assert [p.name for p in only_test] == ["data_test_3dhp.npz"]
+    assert [p.name for p in only_test] == ["data_test_3dhp.npz", "SYNTHETIC"]
     with pytest.raises(ConfigError):
         S.synth_3dhp(tmp_path / "e", train_subjects=9)
 
