@@ -246,6 +246,8 @@ def train_cmd(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="Override the profile's epochs."),
     hypotheses: Optional[int] = typer.Option(None, "--hypotheses", min=1, help="Draw H starts (mean and best-of-H)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16."),
+    initial_3d: Optional[Path] = typer.Option(None, "--initial-3d",
+                                              help="Your own initial 3D poses (npz, the 2D file's layout) instead of the lifter."),
 ) -> None:
     """Train one variant (the shared lifter first, reused if present) and evaluate it."""
     from harness.config import resolve_config
@@ -254,7 +256,8 @@ def train_cmd(
     cfg = resolve_config(profile, {"variant": variant, "noise": noise, "benchmark": benchmark.value,
                                    "data_root": str(data_root) if data_root else None, "keypoints": keypoints,
                                    "seed": seed, "device": device, "epochs": epochs, "hypotheses": hypotheses,
-                                   "precision": precision})
+                                   "precision": precision,
+                                   "initial_3d": str(initial_3d) if initial_3d else None})
     console.print(f"training {cfg.variant} / {cfg.noise} on {cfg.benchmark} "
                   f"({'synthetic' if cfg.data_root is None else cfg.data_root}), profile {profile}", highlight=False)
     run_dir = run(cfg, out, progress=_progress_printer())

@@ -32,6 +32,7 @@ class Config:
     benchmark: str = "h36m"          # h36m | 3dhp
     data_root: str | None = None     # None: the synthetic benchmark the harness generates
     keypoints: str = "gt"            # H36M 2D input: gt, cpn_ft_h36m_dbb, sh_pt_mpii, ... (synthetic: synth_det)
+    initial_3d: str | None = None    # npz of the user's own initial 3D (replaces the lifter stage)
     seed: int = 0
     device: str = "auto"             # auto | cpu | cuda
     profile: str = "custom"          # the profile name this config was resolved from (informative)
@@ -90,7 +91,7 @@ class Config:
     NOT_HASHED = ("device", "checkpoint_every", "eval_batch_size", "profile")
 
     # Fields that decide the shared first stage (lifter): everything a lifter depends on.
-    LIFTER_KEYS = ["benchmark", "data_root", "keypoints", "seed", "train_stride", "lifter_hid_dim",
+    LIFTER_KEYS = ["benchmark", "data_root", "keypoints", "initial_3d", "seed", "train_stride", "lifter_hid_dim",
                    "lifter_layers", "lifter_heads", "lifter_dropout", "lifter_epochs", "lifter_lr",
                    "lifter_batch_size", "flip_augment", "precision"]
 

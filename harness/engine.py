@@ -276,12 +276,54 @@ def lifter_predict(model: torch.nn.Module, pose_2d: torch.Tensor, flip: Flip, ba
     return _predict(fn, pose_2d, batch)
 
 
+def initial_predictions(path: Path, data: dict[str, PoseSet]) -> dict[str, np.ndarray]:
+    """The user's own initial 3D poses, from an npz in the 2D file's layout: ``positions_3d`` (or
+    ``positions_2d``) ``[subject][action]`` -> one (frames, 17, 3) array per camera, camera frame,
+    metres (made root-relative here). Every test frame must be covered; training frames are optional
+    (they are needed only for the GMM noise fit)."""
+    from harness.safeio import load_npz
+
+    path = Path(path)
+    z = load_npz(path)
+    pos = z.get("positions_3d", z.get("positions_2d"))
+    if not isinstance(pos, dict):
+        raise DataError(f"{path}: expected a pickled dict 'positions_3d[subject][action]' of per-camera arrays")
+    out: dict[str, np.ndarray] = {}
+    for split, ps in data.items():
+        pred = np.full(ps.pose_3d.shape, np.nan, dtype=np.float32)
+        for key in sorted(set(zip(ps.subject.tolist(), ps.sequence.tolist(), ps.camera.tolist()))):
+            s, a, c = key
+            rows = np.flatnonzero((ps.subject == s) & (ps.sequence == a) & (ps.camera == c))
+            try:
+                arr = np.asarray(pos[s][a][int(c)], dtype=np.float32)
+            except (KeyError, IndexError, TypeError):
+                if split == "test":
+                    raise DataError(f"{path}: no initial 3D for {s} '{a}' camera {c}") from None
+                continue
+            if arr.ndim != 3 or arr.shape[1:] != ps.pose_3d.shape[1:]:
+                raise DataError(f"{path}: {s} '{a}' camera {c} has shape {arr.shape}, "
+                                f"expected (frames, {ps.pose_3d.shape[1]}, 3)")
+            frames = ps.frame[rows]
+            if frames.max() >= len(arr):
+                raise DataError(f"{path}: {s} '{a}' camera {c} has {len(arr)} frames, need {frames.max() + 1}")
+            pred[rows] = arr[frames]
+        done = np.isfinite(pred).all(axis=(1, 2))
+        if split == "test" and not done.all():
+            raise DataError(f"{path}: NaN or Inf in the initial 3D of {int((~done).sum())} test frames")
+        pred[done] -= pred[done][:, :1]
+        if split == "test" or done.all():
+            out[split] = pred
+    return out
+
+
 def train_lifter(cfg: Config, data: dict[str, PoseSet], out: Path, device: torch.device,
                  progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
     """Train (or reuse, or resume) the shared GraFormer lifter; return its predictions on both splits.
     A lock on its folder makes a second process wait for the first instead of training it twice."""
     from harness.locks import folder_lock
 
+    if cfg.initial_3d:
+        return initial_predictions(Path(cfg.initial_3d), data)
     with folder_lock(lifter_dir(cfg, out)):
         return _train_lifter(cfg, data, out, device, progress)
 
@@ -381,6 +423,8 @@ def _fit_gmm(cfg: Config, data: dict[str, PoseSet], lifter_preds: dict[str, np.n
     from harness.noise import GMMNoise
 
     train = data["train"]
+    if "train" not in lifter_preds:
+        raise DataError(f"{cfg.initial_3d}: the GMM noise fit needs initial 3D for every training frame")
     gt_2d = train.meta.get("pose_2d_gt")
     d2d = (train.pose_2d - gt_2d) if gt_2d is not None else np.zeros_like(train.pose_2d)
     d3d = lifter_preds["train"] - train.pose_3d
