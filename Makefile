@@ -20,10 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/harness data synth h36m --out runs/synth/h36m
-	$(BIN)/harness data check --benchmark h36m --data-root runs/synth/h36m
-	$(BIN)/harness data synth 3dhp --out runs/synth/3dhp
-	$(BIN)/harness data check --benchmark 3dhp --data-root runs/synth/3dhp
+	$(BIN)/harness ablate
 
 test: setup
 	$(BIN)/python -m pytest -q
