@@ -28,7 +28,7 @@ PCK_THRESHOLD = 150.0
 AUC_THRESHOLDS = tuple(float(t) for t in range(0, 151, 5))  # 0, 5, ..., 150: 31 thresholds
 
 # Names some exports use for VideoPose3D's action names.
-_ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
+ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
 
 
 def _pair(pred, gt) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +136,7 @@ def action_name(name: str) -> str:
     "Walking" -> "Walking" (VideoPose3D merges them the same way). "TakingPhoto", "WalkingDog" and
     "WalkingTogether" map to "Photo", "WalkDog" and "WalkTogether", as ``harness.data.h36m`` does."""
     base = re.sub(r"[ _]+\d+$", "", str(name).strip())
-    return _ACTION_ALIASES.get(base, base)
+    return ACTION_ALIASES.get(base, base)
 
 
 def h36m_per_action(errors_per_frame, actions) -> dict[str, float]:

@@ -75,8 +75,7 @@ H36M_CAMERAS_FILE = "cameras.h5"
 H36M_LOADER_VERSION = 1
 
 # VideoPose3D / original-H36M spellings -> the names in harness.skeleton.H36M_ACTIONS.
-ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
-_TRAILING_NUMBER = re.compile(r"^(.*?)(?:[ _]+\d+)?$")
+from harness.metrics import ACTION_ALIASES, action_name  # noqa: E402  (one definition of action names)
 
 # The 32-joint skeleton's sides (VideoPose3D's h36m_skeleton).
 _H36M32_LEFT = (6, 7, 8, 9, 10, 16, 17, 18, 19, 20, 21, 22, 23)
@@ -117,8 +116,7 @@ def h36m_2d_filename(keypoints: str) -> str:
 def canonical_action(name: str) -> str | None:
     """H36M sequence name -> action in :data:`H36M_ACTIONS` ("Walking 1" -> "Walking",
     "TakingPhoto 1" -> "Photo"); None when the name maps to no H36M action."""
-    base = _TRAILING_NUMBER.match(str(name).strip()).group(1).strip()
-    base = ACTION_ALIASES.get(base, base)
+    base = action_name(name)
     return base if base in H36M_ACTIONS else None
 
 
