@@ -99,11 +99,12 @@ class MultiHeadedAttention(nn.Module):
         b = torch.stack([m.bias.view(self.h, self.d_k) for m in (q, k, v)], dim=1).reshape(3 * d)
         return w, b
 
-    def forward_nm(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        """Node-major ``x`` ``(N*B, d_model)`` over ``n`` nodes."""
+    def forward_nm(self, x: torch.Tensor, n: int, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """Node-major ``x`` ``(N*B, d_model)`` over ``n`` nodes (``+ residual`` if given)."""
         w, b = self.qkv_params()
         out = self.linears[3]
-        return ops.attention(x, n, self.h, w, b, out.weight, out.bias, self.dropout.p, self.training)
+        return ops.attention(x, n, self.h, w, b, out.weight, out.bias, self.dropout.p, self.training,
+                             residual=residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
@@ -129,8 +130,19 @@ class LAMGconv(nn.Module):
         rows, c = x.shape
         n = lap.shape[0]
         lx = ops.graph_mm(lap, x.view(n, -1)).view(rows, c)
-        y = ops.linear(lx, self.fc.weight, self.fc.bias)
-        return torch.relu_(y) if self.activation is not None else y
+        return ops.linear(lx, self.fc.weight, self.fc.bias, relu=self.activation is not None)
+
+    def forward_nm_weights_first(self, x: torch.Tensor, lap: torch.Tensor,
+                                 residual: torch.Tensor | None = None) -> torch.Tensor:
+        """Same function, ``fc(L X) = L (X W^T) + b``: for a layer that narrows the features
+        the graph product then runs on the fewer output channels (no activation); ``+ residual``
+        if given."""
+        rows = x.shape[0]
+        n = lap.shape[0]
+        xw = ops.linear(x, self.fc.weight, None)
+        d = xw.shape[1]
+        add = None if residual is None else residual.view(n, -1)
+        return ops.graph_mm(lap, xw.view(n, -1), col_bias=self.fc.bias, add=add).view(rows, d)
 
 
 class GraphNet(nn.Module):
@@ -154,9 +166,14 @@ class GraphNet(nn.Module):
         y = self.forward_nm(x.transpose(0, 1).reshape(n * b, c))
         return y.view(n, b, -1).transpose(0, 1)
 
-    def forward_nm(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_nm(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         lap = self.laplacian(self.A_hat)
-        return self.gconv2.forward_nm(self.gconv1.forward_nm(x, lap), lap)
+        h = self.gconv1.forward_nm(x, lap)
+        g2 = self.gconv2
+        if g2.activation is None and g2.fc.out_features < g2.fc.in_features:
+            return g2.forward_nm_weights_first(h, lap, residual)
+        y = g2.forward_nm(h, lap)
+        return y if residual is None else y + residual
 
 
 class GraAttenLayer(nn.Module):
@@ -175,6 +192,9 @@ class GraAttenLayer(nn.Module):
         return y.view(n, b, c).transpose(0, 1)
 
     def forward_nm(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        if not self.training:  # no dropout: the residual adds fuse into the last GEMMs
+            x = self.self_attn.forward_nm(self.sublayer[0].norm(x), n, residual=x)
+            return self.feed_forward.forward_nm(self.sublayer[1].norm(x), residual=x)
         x = self.sublayer[0](x, lambda h: self.self_attn.forward_nm(h, n))
         return self.sublayer[1](x, self.feed_forward.forward_nm)
 

@@ -1,4 +1,4 @@
-"""Fast-path kernels shared by the lifter and the denoisers, on the node-major layout.
+"""Fast-path building blocks shared by the lifter and the denoisers, on the node-major layout.
 
 Layout. Inside the models a batch of graph features lives *node-major*: a ``(N, B, C)`` tensor,
 stored as the 2-D ``(N*B, C)`` matrix whose row ``n*B + b`` is node ``n`` of sample ``b``. Then
@@ -7,46 +7,64 @@ stored as the 2-D ``(N*B, C)`` matrix whose row ``n*B + b`` is node ``n`` of sam
 * a graph product ``T @ X`` (``T`` an ``(M, N)`` graph operator) is *one* GEMM,
   ``T (M, N) @ X.view(N, B*C)``, whose result is again node-major: no per-sample batched matmul,
   no broadcast copies of the adjacency, no transposes;
-* attention needs its ``(B, heads, N, d)`` views, which are strided views of the same storage.
+* attention reads its per-(sample, head) ``N x d`` blocks as strided views of the same storage.
 
 Exactness. Every function here computes the released model's function; only the association of
 sums and the order of float operations differ (so float32 results agree to rounding). In
 particular a Chebyshev convolution ``sum_k T_k X W_k`` uses ``T_0 = I`` (its product is ``X``
-itself, so it is skipped) and evaluates ``T_1 X`` and ``T_2 X`` in one GEMM with the stacked
-``(2N, N)`` operator.
+itself, so it is skipped) and evaluates ``T_1 X`` and ``T_2 X`` together; a learnable-adjacency
+layer that narrows its features applies its weights before the graph product
+(``fc(L X) = L (X W^T) + b``), so the product runs on the fewer channels.
+
+GEMMs. On the CPU, oneDNN's matmul (``mkldnn::_linear_pointwise``, the op PyTorch's own
+compiled CPU code uses) runs this model's tall-skinny float32 GEMMs faster than ``torch.mm``;
+it has no autograd formula, so it is used inside this module's autograd Functions (forward and
+backward). Weight gradients (a reduction over ~35k rows) are split into 8 row blocks as one
+batched GEMM. Without autograd, residual adds are fused into the last GEMM of a block.
+
+Fused kernels. Where :mod:`harness.models.native` is available (a C++ compiler; CPU float32;
+eager; no autocast) the Chebyshev convolution, LayerNorm, the residual dropout and the training
+attention core run as fused kernels (see that module). Otherwise the same math runs as torch ops
+with the hand-written backward passes below (``_ChebHidFn``, ``_LayerNormFn``, ``_AttnCoreFn``).
+The switches ``NATIVE``, ``CHEB_EXPAND`` and ``NATIVE_ATTENTION`` turn the kernels off (tests and
+A/B timing); ``HARNESS_NATIVE=0`` in the environment does so for the whole process.
 
 Dropout. Masks are exact inverted dropout (drop with probability ``p``, scale the kept values by
-``1 / (1 - p)``). On the CPU the random bits come from NumPy's SFC64 bit generator seeded from
-``torch``'s global generator (one 64-bit draw per mask), which is ~20x faster than
-``torch.bernoulli_`` there and keeps ``torch.manual_seed`` determinism; each element's decision
-uses one random byte plus, in the 1-in-256 case where that byte equals ``floor(256 p)``, 32 more
-bits, so the drop probability is ``p`` to within ``2**-40``. On other devices, and while
-``torch.compile`` traces, masks come from ``torch.rand`` (which compiled code fuses). Where the
-mask is applied is exactly where the released code applies ``nn.Dropout``.
+``1 / (1 - p)``), applied exactly where the released code applies ``nn.Dropout``, and follow
+``torch.manual_seed`` (each mask takes its seed from torch's global generator). The fused kernels
+decide element ``i`` by a hash of ``(seed, i)`` and store nothing (the backward recomputes it);
+otherwise, on the CPU, the bits come from NumPy's SFC64 generator (~20x faster than
+``torch.bernoulli_`` there): one random byte per element plus, in the 1-in-256 case where that
+byte equals ``floor(256 p)``, 32 more bits, so the drop probability is ``p`` to within ``2**-40``;
+on other devices, and while ``torch.compile`` traces, masks come from ``torch.rand``.
 
-Autograd. The heavy blocks (Chebyshev convolution + ReLU + dropout, the released LayerNorm)
-are ``torch.autograd.Function`` s with hand-written backward passes that reuse the forward's
-saved tensors and fold scalar factors into small weight matrices, so the backward costs a few
-large GEMMs and few memory passes. Under ``torch.compile`` or autocast the same math runs as plain
-differentiable torch ops instead (compiled code fuses them itself; autocast picks the dtypes).
+Precision and compilation. Under autocast (bf16) the Functions cast their GEMM operands as
+autocast would and the rest runs as torch ops; while ``torch.compile`` traces, everything is plain
+differentiable torch ops (the compiler fuses them itself).
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.models import native
+
 __all__ = [
     "attention",
-    "graph_mm",
-    "linear",
     "cheb_conv",
     "dropout_mask",
+    "graph_mm",
     "layer_norm",
+    "linear",
     "residual_dropout",
+    "tune_cpu_allocator",
 ]
 
 
@@ -60,13 +78,51 @@ def _grad_needed(*ts: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 
-# --- GEMMs ---------------------------------------------------------------------------------------
+NATIVE = True  # use the fused kernels of harness.models.native where they apply
+
+
+def _native_for(*ts: torch.Tensor):
+    """The fused-kernel library if it applies to these tensors (CPU float32, contiguous, eager,
+    no autocast), else None."""
+    t = ts[0]
+    if (not NATIVE or t.device.type != "cpu" or _compiling() or torch.is_autocast_enabled("cpu")
+            or any(u.dtype != torch.float32 or not u.is_contiguous() for u in ts)):
+        return None
+    return native.lib()
+
+
+# --- CPU memory ----------------------------------------------------------------------------------
 #
-# On the CPU, oneDNN's matmul (the ``mkldnn::_linear_pointwise`` op PyTorch ships for its compiled
-# CPU code) runs this model's tall-skinny float32 GEMMs (34816 x 96 @ 96 x 96 and the like, and the
-# 68 x 34 @ 34 x 98304 graph products) markedly faster than the BLAS behind ``torch.mm``; it has
-# no autograd formula, so the fast path uses it inside its own autograd Functions. Anything else
-# (CUDA, other dtypes, torch.compile, a build without it) uses ``torch.mm``/``addmm``.
+# A training step allocates and frees hundreds of 10-40 MB activation tensors. With glibc's
+# default malloc, blocks that large are mmap-ed fresh and unmapped on free, so every one of them
+# is paid again in page faults and kernel zeroing (a 40 MB block: ~10,000 faults, ~20 ms, more
+# than the GEMM that fills it). Telling malloc to serve them from its heap and keep freed memory
+# makes them reusable; the cost is that the process keeps its peak memory mapped.
+
+_ALLOCATOR_TUNED = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Once per process, on Linux/glibc: no mmap-ed blocks (``M_MMAP_MAX = 0``), never trim the
+    heap (``M_TRIM_THRESHOLD``), grow it 64 MiB at a time (``M_TOP_PAD``). Returns whether it
+    applied. ``HARNESS_MALLOC_TUNING=0`` in the environment switches it off."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    if os.environ.get("HARNESS_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4
+        ok = (libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2 ** 31 - 1) == 1
+              and libc.mallopt(m_top_pad, 64 << 20) == 1)
+    except (OSError, AttributeError):
+        return False
+    _ALLOCATOR_TUNED = ok
+    return ok
+
+
+# --- GEMMs ---------------------------------------------------------------------------------------
 
 def _probe_dnn():
     try:
@@ -88,11 +144,12 @@ def _dnn(t: torch.Tensor) -> bool:
             and t.dtype in (torch.float32, torch.bfloat16) and not _compiling())
 
 
-def _lin(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ w.T + b`` for 2-D ``x (M, K)``, ``w (N, K)`` (no autograd)."""
+def _lin(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, relu: bool = False) -> torch.Tensor:
+    """``x @ w.T + b`` (then ReLU if ``relu``) for 2-D ``x (M, K)``, ``w (N, K)`` (no autograd)."""
     if _dnn(x):
-        return _DNN_LINEAR(x, w, b, "none", [], "")
-    return torch.mm(x, w.t()) if b is None else torch.addmm(b, x, w.t())
+        return _DNN_LINEAR(x, w, b, "relu" if relu else "none", [], "")
+    y = torch.mm(x, w.t()) if b is None else torch.addmm(b, x, w.t())
+    return y.relu_() if relu else y
 
 
 def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -102,54 +159,93 @@ def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.mm(a, b)
 
 
+def _wgrad(g: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``g^T @ x`` for tall ``g (R, D)``, ``x (R, C)`` (a weight gradient, ``K = R`` huge). Split
+    into 8 row blocks as one batched GEMM and summed: ~10% faster on 2 CPU cores than one GEMM,
+    whose huge reduction dimension parallelises poorly."""
+    rows = g.shape[0]
+    if rows % 8 or rows < 8 * 512 or g.device.type != "cpu" or not (g.is_contiguous() and x.is_contiguous()):
+        return torch.mm(g.t(), x)
+    r = rows // 8
+    return torch.bmm(g.view(8, r, -1).transpose(1, 2), x.view(8, r, -1)).sum(0)
+
+
 class _LinearFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w, b):
-        ctx.save_for_backward(x, w)
+    def forward(ctx, x, w, b, relu):
+        y = _lin(x, w, b, relu)
+        ctx.relu = relu
         ctx.has_bias = b is not None
-        return _lin(x, w, b)
+        ctx.save_for_backward(x, w, y if relu else None)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        x, w = ctx.saved_tensors
+        x, w, y = ctx.saved_tensors
+        if ctx.relu:
+            g = torch.ops.aten.threshold_backward(g, y, 0)
         gx = _lin(g, w.t().contiguous()) if ctx.needs_input_grad[0] else None
-        gw = torch.mm(g.t(), x) if ctx.needs_input_grad[1] else None
+        gw = _wgrad(g, x) if ctx.needs_input_grad[1] else None
         gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb
+        return gx, gw, gb, None
 
 
-def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear`` for 2-D ``x`` on the fast GEMM path."""
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None, relu: bool = False,
+           add: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear`` (then ReLU if ``relu``; or ``+ add``, a residual) for 2-D ``x`` on the fast
+    GEMM path. Without autograd the residual add is fused into the GEMM."""
     if not _dnn(x) or torch.is_autocast_enabled(x.device.type):
-        return F.linear(x, w, b)
-    if _grad_needed(x, w, b):
-        return _LinearFn.apply(x, w, b)
-    return _lin(x, w, b)
+        y = F.linear(x, w, b)
+        y = torch.relu(y) if relu else y
+        return y if add is None else y + add
+    if _grad_needed(x, w, b, add):
+        y = _LinearFn.apply(x, w, b, relu)
+        return y if add is None else y + add
+    if add is not None and not relu and add.dtype == x.dtype and add.is_contiguous():
+        return _DNN_LINEAR.binary(x, add, w, b, "add")
+    y = _lin(x, w, b, relu)
+    return y if add is None else y + add
 
 
 class _GraphFn(torch.autograd.Function):
-    """``T @ X`` for a graph operator ``T (M, N)`` and node-major ``X (N, B*C)``."""
+    """``T @ X (+ bias)`` for a graph operator ``T (M, N)``, node-major ``X (N, B*C)`` and an
+    optional per-column bias ``(B*C,)``."""
 
     @staticmethod
-    def forward(ctx, t, x):
+    def forward(ctx, t, x, bias):
         ctx.save_for_backward(t, x)
-        return _mm(t, x)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return _mm(t, x)
+        return _DNN_LINEAR(t, x.t(), bias, "none", [], "")
 
     @staticmethod
     def backward(ctx, g):
         t, x = ctx.saved_tensors
         gt = _lin(g, x) if ctx.needs_input_grad[0] else None
         gx = _mm(t.t().contiguous(), g) if ctx.needs_input_grad[1] else None
-        return gt, gx
+        gb = g.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gt, gx, gb
 
 
-def graph_mm(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``t @ x`` (graph operator times node-major features) on the fast GEMM path."""
+def graph_mm(t: torch.Tensor, x: torch.Tensor, col_bias: torch.Tensor | None = None,
+             add: torch.Tensor | None = None) -> torch.Tensor:
+    """``t @ x`` (graph operator times node-major features ``x (N, B*C)``) on the fast GEMM path;
+    ``col_bias`` (``(C,)``) is added to every row's every sample, i.e. ``+ bias.repeat(B)``;
+    ``add`` (same shape as the result) is a residual, fused into the GEMM without autograd."""
+    if col_bias is not None:
+        col_bias = col_bias.to(x.dtype).repeat(x.shape[1] // col_bias.shape[0])
     if not _dnn(x) or torch.is_autocast_enabled(x.device.type):
-        return torch.mm(t.to(x.dtype), x)
-    if _grad_needed(t, x):
-        return _GraphFn.apply(t, x)
-    return _mm(t, x)
+        y = torch.mm(t.to(x.dtype), x)
+        y = y if col_bias is None else y + col_bias
+        return y if add is None else y + add
+    if _grad_needed(t, x, col_bias, add):
+        y = _GraphFn.apply(t, x, col_bias)
+        return y if add is None else y + add
+    if add is not None and add.dtype == x.dtype and add.is_contiguous():
+        return _DNN_LINEAR.binary(t, add, x.t(), col_bias, "add")
+    y = _mm(t, x) if col_bias is None else _DNN_LINEAR(t, x.t(), col_bias, "none", [], "")
+    return y if add is None else y + add
 
 
 # --- dropout masks -------------------------------------------------------------------------------
@@ -192,8 +288,31 @@ def _mask_for(module_p: float, training: bool, shape, like: torch.Tensor) -> tor
     return dropout_mask(shape, module_p, like)
 
 
+class _ResidualDropoutFn(torch.autograd.Function):
+    """``x + dropout(y)`` in one pass with a hashed mask (fused kernel); the backward recomputes it."""
+
+    @staticmethod
+    def forward(ctx, x, y, p):
+        k = native.lib()
+        ctx.seed, ctx.thr, ctx.scale = native.seed(), native.drop_threshold(p), 1.0 / (1.0 - p)
+        out = torch.empty_like(y)
+        k.dropout_fwd(out.data_ptr(), x.data_ptr(), y.data_ptr(), y.numel(), ctx.seed, ctx.thr, ctx.scale, 0)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.contiguous()
+        gy = None
+        if ctx.needs_input_grad[1]:
+            gy = torch.empty_like(g)
+            native.lib().dropout_bwd(gy.data_ptr(), g.data_ptr(), g.numel(), ctx.seed, ctx.thr, ctx.scale)
+        return g, gy, None
+
+
 def residual_dropout(x: torch.Tensor, y: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """``x + dropout(y)`` (released ``SublayerConnection``'s residual)."""
+    if training and 0.0 < p < 1.0 and x.shape == y.shape and _native_for(x, y) is not None:
+        return _ResidualDropoutFn.apply(x, y, p)
     m = _mask_for(p, training, y.shape, y)
     return x + y if m is None else torch.addcmul(x, y, m)
 
@@ -235,8 +354,37 @@ class _LayerNormFn(torch.autograd.Function):
         return grad_x, grad_a, grad_b, None
 
 
+class _LayerNormNativeFn(torch.autograd.Function):
+    """Released LayerNorm with the fused kernels: one pass forward, one pass backward."""
+
+    @staticmethod
+    def forward(ctx, x, a, b, eps):
+        rows, c = x.shape
+        y = torch.empty_like(x)
+        stats = torch.empty((3, rows), dtype=x.dtype)
+        native.lib().layer_norm_fwd(x.data_ptr(), a.data_ptr(), b.data_ptr(), y.data_ptr(),
+                                    stats[0].data_ptr(), stats[1].data_ptr(), stats[2].data_ptr(), rows, c, eps)
+        ctx.save_for_backward(x, a, stats)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, a, stats = ctx.saved_tensors
+        g = g.contiguous()
+        rows, c = x.shape
+        dx = torch.empty_like(x)
+        da, db = torch.empty_like(a), torch.empty_like(a)
+        native.lib().layer_norm_bwd(g.data_ptr(), x.data_ptr(), a.data_ptr(), stats[0].data_ptr(),
+                                    stats[1].data_ptr(), stats[2].data_ptr(), dx.data_ptr(), da.data_ptr(),
+                                    db.data_ptr(), rows, c)
+        return dx, da, db, None
+
+
 def layer_norm(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
     """Released LayerNorm over the last dim of ``x`` (any leading shape)."""
+    if _native_for(x, a, b) is not None:
+        shape = x.shape
+        return _LayerNormNativeFn.apply(x.view(-1, shape[-1]), a, b, eps).view(shape)
     if not _compiling() and x.is_contiguous():
         shape = x.shape
         if a.dtype != x.dtype:  # autocast: normalise in the activations' dtype
@@ -264,9 +412,12 @@ class _ChebHidFn(torch.autograd.Function):
         y = _lin(x, w[0].t().contiguous(), bias.view(d))
         y.addmm_(z[0], w[1])
         y.addmm_(z[1], w[2])
-        y.relu_()
-        if mask is not None:
-            y.mul_(mask)
+        if isinstance(mask, tuple):  # (seed, threshold): ReLU and hashed dropout in one pass
+            native.lib().dropout_fwd(y.data_ptr(), None, y.data_ptr(), y.numel(), mask[0], mask[1], scale, 1)
+        else:
+            y.relu_()
+            if mask is not None:
+                y.mul_(mask)
         ctx.scale = scale
         ctx.t12t = t12t
         ctx.save_for_backward(x, z, t12, weight, y)
@@ -287,9 +438,9 @@ class _ChebHidFn(torch.autograd.Function):
         if ctx.needs_input_grad[3]:
             grad_w = torch.empty_like(weight)
             gw = grad_w.view(3, c, d)
-            torch.mm(x.t(), g, out=gw[0])
-            torch.mm(z[0].t(), g, out=gw[1])
-            torch.mm(z[1].t(), g, out=gw[2])
+            gw[0] = _wgrad(x, g)
+            gw[1] = _wgrad(z[0], g)
+            gw[2] = _wgrad(z[1], g)
             if s != 1.0:
                 grad_w.mul_(s)
         if ctx.needs_input_grad[4]:
@@ -303,6 +454,63 @@ class _ChebHidFn(torch.autograd.Function):
             grad_x.addmm_(gt[0], w[1].t())
             grad_x.addmm_(gt[1], w[2].t())
         return grad_x, None, None, grad_w, grad_b, None, None
+
+
+class _ChebNativeFn(torch.autograd.Function):
+    """The hidden Chebyshev convolution with the fused kernels: ``Z = [X, T_1 X, T_2 X]`` built
+    interleaved (``native.cheb_expand``) so the weights are ONE GEMM with ``K = 3C``; ReLU and
+    the hashed dropout in one pass; backward ``dW = Z^T g`` in one GEMM and
+    ``dX = [g, T_1^T g, T_2^T g] W'`` in one GEMM after expanding ``g`` the same way."""
+
+    @staticmethod
+    def forward(ctx, x, t12, t12t, weight, bias, drop):
+        k = native.lib()
+        n = t12.shape[1]
+        rows, c = x.shape
+        d = weight.shape[-1]
+        z = torch.empty((rows, 3 * c), dtype=x.dtype)
+        k.cheb_expand(x.data_ptr(), t12.data_ptr(), z.data_ptr(), n, rows // n, c)
+        wcat = weight.view(3 * c, d)
+        y = _lin(z, wcat.t().contiguous(), bias.view(d))
+        if drop is not None:  # (seed, threshold, scale): ReLU and dropout in one pass, in place
+            k.dropout_fwd(y.data_ptr(), None, y.data_ptr(), y.numel(), drop[0], drop[1], drop[2], 1)
+            ctx.scale = drop[2]
+        else:
+            y.relu_()
+            ctx.scale = 1.0
+        ctx.t12t = t12t
+        ctx.save_for_backward(z, weight, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        z, weight, y = ctx.saved_tensors
+        t12t = ctx.t12t
+        n = t12t.shape[1]
+        rows, c3 = z.shape
+        c, d = c3 // 3, weight.shape[-1]
+        s = ctx.scale
+        g = torch.ops.aten.threshold_backward(gy, y, 0)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[3]:
+            grad_w = _wgrad(z, g).view(weight.shape)
+            if s != 1.0:
+                grad_w.mul_(s)
+        if ctx.needs_input_grad[4]:
+            grad_b = g.sum(0).view(1, 1, d)
+            if s != 1.0:
+                grad_b.mul_(s)
+        if ctx.needs_input_grad[0]:
+            # dX = g W_0^T + (T_1^T g) W_1^T + (T_2^T g) W_2^T: expand g with the transposed
+            # operators, then one GEMM with K = 3D
+            gcat = torch.empty((rows, 3 * d), dtype=g.dtype)
+            native.lib().cheb_expand(g.data_ptr(), t12t.data_ptr(), gcat.data_ptr(), n, rows // n, d)
+            m = weight.view(3, c, d).permute(1, 0, 2).reshape(c, 3 * d)             # M[c, (k, d)] = W_k[c, d]
+            grad_x = _lin(gcat, m * s if s != 1.0 else m)
+        return grad_x, None, None, grad_w, grad_b, None
+
+
+CHEB_EXPAND = True  # use _ChebNativeFn where it applies (hidden widths a multiple of 32)
 
 
 def _cheb_small_in(x, t12, weight, bias, n):
@@ -361,7 +569,21 @@ def cheb_conv(x: torch.Tensor, g: tuple[torch.Tensor, torch.Tensor, torch.Tensor
         amp = _amp_dtype(x)
         if amp is not None:  # what autocast would do: the GEMMs' operands in the low precision
             x, t12, t12t, weight, bias = (v.to(amp) for v in (x, t12, t12t, weight, bias))
-        mask = _mask_for(p_drop, training, (x.shape[0], d), x)
+        kern = _native_for(x, weight, bias)
+        if kern is not None and CHEB_EXPAND and c % 32 == 0 and d % 32 == 0:
+            drop = None
+            if training and 0.0 < p_drop < 1.0:
+                drop = (native.seed(), native.drop_threshold(p_drop), 1.0 / (1.0 - p_drop))
+            elif training and p_drop >= 1.0:
+                drop = (0, 2 ** 32 - 1, 0.0)
+            if _grad_needed(x, weight, bias):
+                return _ChebNativeFn.apply(x, t12, t12t, weight, bias, drop)
+            with torch.no_grad():
+                return _ChebNativeFn.forward(_NoCtx(), x, t12, t12t, weight, bias, drop)
+        if training and 0.0 < p_drop < 1.0 and kern is not None:
+            mask = (native.seed(), native.drop_threshold(p_drop))
+        else:
+            mask = _mask_for(p_drop, training, (x.shape[0], d), x)
         scale = 1.0 / (1.0 - p_drop) if mask is not None else 1.0
         with torch.autocast(x.device.type, enabled=False):
             if _grad_needed(x, weight, bias):
@@ -390,8 +612,9 @@ class _AttnCoreFn(torch.autograd.Function):
 
     In: the Q/K/V projection's output, node-major ``(N*B, 3C)`` with columns ordered
     ``(head, q|k|v, d)``; out: the heads' outputs node-major ``(N*B, C)`` (columns
-    ``(head, d)``). The operands are gathered once into ``(B*h, 3, N, d)`` so every batched matmul
-    reads contiguous matrices, and the backward writes dQ, dK, dV straight into one such buffer.
+    ``(head, d)``). The operands are gathered once into ``(3, B*h, N, d)`` so every batched matmul
+    reads and writes contiguous batches, and the backward writes dQ, dK, dV straight into one
+    such buffer (a strided ``out=`` would make ``bmm`` fall back to one GEMM per matrix).
     """
 
     @staticmethod
@@ -399,8 +622,8 @@ class _AttnCoreFn(torch.autograd.Function):
         rows, c3 = qkv.shape
         b, dk = rows // n, c3 // (3 * heads)
         bh = b * heads
-        qkv_b = qkv.view(n, b, heads, 3, dk).permute(1, 2, 3, 0, 4).reshape(bh, 3, n, dk)
-        q, k, v = qkv_b[:, 0], qkv_b[:, 1], qkv_b[:, 2]
+        qkv_b = qkv.view(n, b, heads, 3, dk).permute(3, 1, 2, 0, 4).contiguous().view(3, bh, n, dk)
+        q, k, v = qkv_b[0], qkv_b[1], qkv_b[2]
         alpha = 1.0 / math.sqrt(dk)
         s = torch.baddbmm(torch.empty((bh, n, n), dtype=qkv.dtype, device=qkv.device), q,
                           k.transpose(1, 2), beta=0.0, alpha=alpha)
@@ -417,47 +640,93 @@ class _AttnCoreFn(torch.autograd.Function):
         qkv_b, p, pd = ctx.saved_tensors
         n, b, heads, dk, alpha = ctx.dims
         bh = b * heads
-        go_b = go.view(n, b, heads, dk).permute(1, 2, 0, 3).reshape(bh, n, dk)
-        q, k, v = qkv_b[:, 0], qkv_b[:, 1], qkv_b[:, 2]
+        go_b = go.view(n, b, heads, dk).permute(1, 2, 0, 3).contiguous().view(bh, n, dk)
+        q, k, v = qkv_b[0], qkv_b[1], qkv_b[2]
         grad = torch.empty_like(qkv_b)
-        torch.bmm(pd.transpose(1, 2), go_b, out=grad[:, 2])             # dV = Pd^T dO
+        torch.bmm(pd.transpose(1, 2), go_b, out=grad[2])                # dV = Pd^T dO
         gp = torch.bmm(go_b, v.transpose(1, 2))                         # d(P * mask)
         # softmax backward through the mask:  dS = Pd * G - P * rowsum(Pd * G)
         gp.mul_(pd)
         r = gp.sum(-1, keepdim=True)
         gp.addcmul_(p, r, value=-1.0)
-        torch.baddbmm(grad[:, 0], gp, k, beta=0.0, alpha=alpha, out=grad[:, 0])                # dQ
-        torch.baddbmm(grad[:, 1], gp.transpose(1, 2), q, beta=0.0, alpha=alpha, out=grad[:, 1])  # dK
-        gq = grad.view(b, heads, 3, n, dk).permute(3, 0, 1, 2, 4).reshape(n * b, 3 * heads * dk)
+        torch.baddbmm(grad[0], gp, k, beta=0.0, alpha=alpha, out=grad[0])                  # dQ
+        torch.baddbmm(grad[1], gp.transpose(1, 2), q, beta=0.0, alpha=alpha, out=grad[1])  # dK
+        # back to node-major (N, B, h, 3, d) in two copies: a 5-D permute in one copy is 4x slower
+        gq = grad.view(3, b, heads, n, dk).permute(1, 2, 3, 0, 4).contiguous()       # (B, h, N, 3, d)
+        gq = gq.permute(2, 0, 1, 3, 4).reshape(n * b, 3 * heads * dk)
         return gq, None, None, None
 
 
+class _AttnNativeFn(torch.autograd.Function):
+    """The training attention core with the fused kernels (see :mod:`harness.models.native`):
+    node-major ``qkv`` ``(N*B, 3C)`` (columns ``(head, q|k|v, d)``) -> node-major ``(N*B, C)``."""
+
+    @staticmethod
+    def forward(ctx, qkv, n, heads, p):
+        rows, c3 = qkv.shape
+        b, dk = rows // n, c3 // (3 * heads)
+        k = native.lib()
+        drop = 0.0 < p
+        ctx.seed = native.seed() if drop else 0
+        ctx.thr = native.drop_threshold(p) if drop else 0
+        ctx.scale = 1.0 / (1.0 - p) if drop else 1.0
+        ctx.dims = (n, b, heads, dk, 1.0 / math.sqrt(dk), int(drop))
+        o = torch.empty((rows, heads * dk), dtype=qkv.dtype)
+        lse = torch.empty((b * heads * n,), dtype=qkv.dtype)
+        k.attention_fwd(qkv.data_ptr(), o.data_ptr(), lse.data_ptr(), n, b, heads, dk, ctx.dims[4],
+                        ctx.seed, ctx.thr, ctx.scale, ctx.dims[5])
+        ctx.save_for_backward(qkv, lse)
+        return o
+
+    @staticmethod
+    def backward(ctx, go):
+        qkv, lse = ctx.saved_tensors
+        go = go.contiguous()
+        n, b, heads, dk, alpha, drop = ctx.dims
+        dqkv = torch.empty_like(qkv)
+        native.lib().attention_bwd(qkv.data_ptr(), go.data_ptr(), lse.data_ptr(), dqkv.data_ptr(), n, b,
+                                   heads, dk, alpha, ctx.seed, ctx.thr, ctx.scale, drop)
+        return dqkv, None, None, None
+
+
+NATIVE_ATTENTION = True
+
+
+def _native_attention_ok(qkv: torch.Tensor, n: int, heads: int) -> bool:
+    k = _native_for(qkv) if NATIVE_ATTENTION else None
+    return k is not None and n <= k.max_nodes() and qkv.shape[1] // (3 * heads) <= k.max_head_dim()
+
+
 def attention(x: torch.Tensor, n: int, heads: int, w_qkv: torch.Tensor, b_qkv: torch.Tensor,
-              w_o: torch.Tensor, b_o: torch.Tensor, p_attn: float, training: bool) -> torch.Tensor:
+              w_o: torch.Tensor, b_o: torch.Tensor, p_attn: float, training: bool,
+              residual: torch.Tensor | None = None) -> torch.Tensor:
     """Multi-head self-attention over the ``n`` nodes of node-major ``x`` ``(N*B, C)``.
 
     ``w_qkv (3C, C)``/``b_qkv`` are the Q, K, V projections stacked with rows ordered
     ``(head, q|k|v, d_k)`` (one GEMM). With no dropout to apply (evaluation, or ``p = 0``) the
     core is ``F.scaled_dot_product_attention`` on strided views; in training the attention
     weights get their dropout (released ``attention(..., dropout)``), with a hand-written
-    backward (:class:`_AttnCoreFn`).
+    backward (:class:`_AttnNativeFn` with the fused kernels, else :class:`_AttnCoreFn`).
+    ``residual`` is added to the output (fused into the output projection without autograd).
     """
     rows, c = x.shape
     b = rows // n
     dk = c // heads
     qkv = linear(x, w_qkv, b_qkv)
-    if training and p_attn > 0.0:
+    if training and 0.0 < p_attn < 1.0 and _native_attention_ok(qkv, n, heads):
+        o = _AttnNativeFn.apply(qkv, n, heads, p_attn)
+    elif training and p_attn > 0.0:
         mask = _mask_for(p_attn, True, (b * heads, n, n), qkv)
         if not _compiling() and not torch.is_autocast_enabled(x.device.type):
             o = _AttnCoreFn.apply(qkv, n, heads, mask)
         else:
-            qkv_b = qkv.view(n, b, heads, 3, dk).permute(1, 2, 3, 0, 4).reshape(b * heads, 3, n, dk)
-            s = torch.matmul(qkv_b[:, 0], qkv_b[:, 1].transpose(1, 2)) / math.sqrt(dk)
-            o = torch.matmul(torch.softmax(s, dim=-1) * mask, qkv_b[:, 2])
+            qkv_b = qkv.view(n, b, heads, 3, dk).permute(3, 1, 2, 0, 4).reshape(3, b * heads, n, dk)
+            s = torch.matmul(qkv_b[0], qkv_b[1].transpose(1, 2)) / math.sqrt(dk)
+            o = torch.matmul(torch.softmax(s, dim=-1) * mask, qkv_b[2])
             o = o.view(b, heads, n, dk).permute(2, 0, 1, 3).reshape(rows, c)
     else:
         qkv5 = qkv.view(n, b, heads, 3, dk)
         q, k, v = (qkv5[:, :, :, i].permute(1, 2, 0, 3) for i in range(3))   # (B, h, N, d_k) views
         o = F.scaled_dot_product_attention(q, k, v)
         o = o.permute(2, 0, 1, 3).reshape(rows, c)
-    return linear(o, w_o, b_o)
+    return linear(o, w_o, b_o, add=residual)

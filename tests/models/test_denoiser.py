@@ -222,7 +222,8 @@ def test_pinned_baseline_output():
     x, t, _ = fixed_input()
     with torch.no_grad():
         out = model(x, t, x[..., :2])
-    assert out.sum().item() == pytest.approx(9.913005828857422, abs=1e-5)
+    # (a sum of 170 float32 outputs: association changes in the fast path move it by ~1e-5)
+    assert out.sum().item() == pytest.approx(9.913005828857422, abs=1e-4)
     np.testing.assert_allclose(out[0, 0].numpy(), [-0.0038509592, 0.2942587435, 0.4712058604,
                                                    0.6807992458, -0.3344630003], atol=1e-5)
     np.testing.assert_allclose(out[1, 16].numpy(), [-0.6556671858, -0.5450556874, 0.0966603085,
