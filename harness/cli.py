@@ -452,6 +452,50 @@ def check_cmd(
     console.print(f"[green]ok[/]: {len(base)} metrics within tolerance of {baseline}", highlight=False)
 
 
+# ---------------------------------------------------------------------------------------- bench
+@app.command("bench")
+@handle_errors
+def bench_cmd(
+    variant: str = typer.Option("baseline,cce,cag,full", "--variant", help="Comma-separated variants."),
+    batch: int = typer.Option(1024, "--batch", min=2, help="Poses per training step and per pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)."),
+    impl: str = typer.Option("fast", "--impl",
+                             help="Comma-separated: fast, reference (the released-style slow path), compiled."),
+    hypotheses: str = typer.Option("1,5", "--hypotheses", help="Hypothesis counts for the end-to-end figure."),
+    hid_dim: int = typer.Option(96, "--hid-dim", min=1),
+    num_layers: int = typer.Option(5, "--layers", min=1),
+    n_head: int = typer.Option(4, "--heads", min=1),
+    reps: int = typer.Option(5, "--reps", min=1, help="Timed repetitions per figure (median)."),
+    warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed runs first."),
+    compile_mode: Optional[str] = typer.Option(None, "--compile-mode", help="torch.compile mode for --impl compiled."),
+    out: Path = typer.Option(Path("results/bench"), "--out", help="Folder for the JSON result."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="JSON file name (default: device-precision-impls-batch)."),
+) -> None:
+    """Training samples/s, denoiser and end-to-end poses/s and peak memory per variant."""
+    from harness.bench import print_table, run_bench
+    from harness.config import DEVICES
+    from harness.errors import ConfigError
+
+    if device not in DEVICES and not device.startswith("cuda:"):
+        raise ConfigError(f"--device {device!r}: must be one of {', '.join(DEVICES)}")
+    try:
+        hyps = [int(h) for h in _csv(hypotheses, "--hypotheses")]
+    except ValueError:
+        raise ConfigError(f"--hypotheses: expected comma-separated integers, got {hypotheses!r}") from None
+    res = run_bench(_csv(variant, "--variant"), batch=batch, device=device, precision=precision,
+                    hypotheses=hyps, out_dir=out, implementations=_csv(impl, "--impl"),
+                    compile_mode=compile_mode, hid_dim=hid_dim, num_layers=num_layers, n_head=n_head,
+                    reps=reps, warmup=warmup, tag=tag,
+                    progress=lambda s: err_console.print(f"[dim]{escape(s)}[/]", highlight=False))
+    import io
+
+    buf = io.StringIO()
+    print_table(res, file=buf)
+    console.print(buf.getvalue().rstrip(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {res['path']}", highlight=False)
+
+
 # ----------------------------------------------------------------------------------------- entry
 def main() -> None:
     try:

@@ -62,6 +62,7 @@ class Config:
     hypotheses: int = 1              # >1: H starts drawn from the noise model (mean and best-of-H)
     gmm_max_components: int = 8
     gmm_max_samples: int = 20000
+    gmm_scale_to_start: bool = True  # GMM draws x 1/sqrt(1 - abar_K): x_K = GT + one residual (engine.gmm_scale)
     # --- optimisation -----------------------------------------------------------------------
     epochs: int = 80
     batch_size: int = 1024
@@ -70,6 +71,7 @@ class Config:
     lr_decay_every: int = 60         # epochs
     grad_clip: float = 1.0
     ema_rate: float = 0.999
+    ema_warmup: bool = True          # decay min(ema_rate, (1+n)/(10+n)) at update n (diffusers); False: constant
     flip_augment: bool = True
     eval_batch_size: int = 4096
     checkpoint_every: int = 1        # epochs

@@ -215,27 +215,43 @@ def load_data(cfg: Config) -> dict[str, PoseSet]:
 
 # ------------------------------------------------------------------------------------- optimiser
 class EMA:
-    """Exponential moving average of a model's float parameters (DiffPose's EMAHelper, rate 0.999)."""
+    """Exponential moving average of a model's float parameters (DiffPose's EMAHelper, rate 0.999).
 
-    def __init__(self, model: torch.nn.Module, rate: float):
-        self.rate = rate
+    With ``warmup`` the decay of the update that follows ``n`` earlier ones is
+    ``min(rate, (1 + n) / (10 + n))``, as diffusers' ``EMAModel.get_decay`` does: without it a short
+    run's average is mostly the random initial weights (0.999 ** 300 = 0.74 after 300 steps). The
+    decay reaches 0.999 at n = 8,990, so the released schedule (about 1,430 updates an epoch on
+    H36M) is unchanged after its seventh epoch. ``warmup=False`` is DiffPose's constant decay.
+    """
+
+    def __init__(self, model: torch.nn.Module, rate: float, warmup: bool = True):
+        self.rate, self.warmup = rate, warmup
+        self.num_updates = 0
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def decay(self) -> float:
+        """The decay the next update uses."""
+        n = self.num_updates
+        return min(self.rate, (1.0 + n) / (10.0 + n)) if self.warmup else self.rate
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
+        d = self.decay()
+        self.num_updates += 1
         for k, v in model.state_dict().items():
             s = self.shadow[k]
             if v.dtype.is_floating_point:
-                s.lerp_(v, 1.0 - self.rate)
+                s.lerp_(v, 1.0 - d)
             else:
                 s.copy_(v)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.shadow
 
-    def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, sd: dict[str, torch.Tensor], num_updates: int = 0) -> None:
         for k, v in sd.items():
             self.shadow[k].copy_(v)
+        self.num_updates = int(num_updates)
 
 
 def _autocast(device: torch.device, precision: str):
@@ -414,9 +430,22 @@ def build_noise_for(cfg: Config, data: dict[str, PoseSet], lifter_preds: dict[st
 
     path = lifter_dir(cfg, out) / f"gmm-k{cfg.gmm_max_components}-n{cfg.gmm_max_samples}.json"
     with folder_lock(path.parent):
-        if path.exists():
-            return GMMNoise.load(path)
-        return _fit_gmm(cfg, data, lifter_preds, path)
+        gmm = GMMNoise.load(path) if path.exists() else _fit_gmm(cfg, data, lifter_preds, path)
+    gmm.scale = gmm_scale(cfg)
+    return gmm
+
+
+def gmm_scale(cfg: Config) -> float:
+    """``1 / sqrt(1 - abar_K)`` at the first inference timestep K (released: t = 6, about 30.4),
+    so that training's ``x_K`` is the ground truth plus one fitted residual (see
+    :class:`harness.noise.GMMNoise`); 1 with ``gmm_scale_to_start`` off (raw residuals)."""
+    if not cfg.gmm_scale_to_start:
+        return 1.0
+    from harness.diffusion import DDIMScheduler
+
+    sched = DDIMScheduler(beta_start=cfg.beta_start, beta_end=cfg.beta_end, num_train_timesteps=cfg.num_timesteps)
+    k = sched.timesteps(cfg.test_timesteps, cfg.test_num_diffusion_timesteps)[0]
+    return 1.0 / math.sqrt(1.0 - sched.alpha_bar(k))
 
 
 def _fit_gmm(cfg: Config, data: dict[str, PoseSet], lifter_preds: dict[str, np.ndarray], path: Path):
@@ -481,7 +510,7 @@ def train_denoiser(cfg: Config, data: dict[str, PoseSet], noise_model, run_dir: 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     model = build_variant(cfg).to(device)
-    ema = EMA(model, cfg.ema_rate)
+    ema = EMA(model, cfg.ema_rate, warmup=cfg.ema_warmup)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_gamma)
     diffusion = DDIMScheduler(beta_start=cfg.beta_start, beta_end=cfg.beta_end, num_train_timesteps=cfg.num_timesteps)
@@ -492,7 +521,7 @@ def train_denoiser(cfg: Config, data: dict[str, PoseSet], noise_model, run_dir: 
     if ckpt.exists():
         st = load_checkpoint(ckpt, "denoiser", cfg_dict)
         model.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
+        ema.load_state_dict(st["ema"], st.get("ema_updates", 0))
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         _set_rng_state(gen, st["rng"])
@@ -532,7 +561,7 @@ def train_denoiser(cfg: Config, data: dict[str, PoseSet], noise_model, run_dir: 
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
             save_checkpoint(ckpt, {"format": CHECKPOINT_FORMAT, "kind": "denoiser", "version": __version__,
                                    "config": cfg_dict, "epoch": epoch, "model": model.state_dict(),
-                                   "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                                   "ema": ema.state_dict(), "ema_updates": ema.num_updates, "optimizer": opt.state_dict(),
                                    "scheduler": sched.state_dict(), "rng": _rng_state(gen),
                                    "noise": noise_model.to_dict()})
         if progress:

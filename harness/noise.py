@@ -130,13 +130,25 @@ class GMMNoise:
 
     Sampling (all batched torch ops): per sample and joint a component ``k`` is drawn with
     ``torch.multinomial(weights[j], N, replacement=True, generator)``, then
-    ``eps = means[j, k] + cholesky[j, k] @ z`` with ``z ~ N(0, I_5)``.
+    ``eps = scale * (means[j, k] + cholesky[j, k] @ z)`` with ``z ~ N(0, I_5)``.
+
+    ``scale`` (default 1: a draw is a residual) lets the forward process carry the residuals at a
+    chosen timestep: with ``scale = 1 / sqrt(1 - abar_K)``, ``x_K = sqrt(abar_K) x_0 +
+    sqrt(1 - abar_K) eps`` is (up to ``sqrt(abar_K)`` ~ 1) the ground truth plus one residual, the
+    very start DDIM inference refines. Unscaled, residuals of a few cm become
+    ``sqrt(1 - abar_t) <= 0.17`` times smaller still, so the denoiser sees almost no noise and learns
+    to move the pose by about a millimetre. :func:`harness.engine.build_noise_for` sets it.
     """
 
     name = "gmm"
 
     def __init__(self, weights: np.ndarray, means: np.ndarray, covariances: np.ndarray,
-                 n_components: np.ndarray | None = None, info: dict[str, Any] | None = None):
+                 n_components: np.ndarray | None = None, info: dict[str, Any] | None = None,
+                 scale: float = 1.0):
+        scale = float(scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise DataError(f"GMM noise: scale must be finite and > 0, got {scale}")
+        self.scale = scale
         w = np.asarray(weights, dtype=np.float64)
         mu = np.asarray(means, dtype=np.float64)
         cov = np.asarray(covariances, dtype=np.float64)
@@ -201,7 +213,9 @@ class GMMNoise:
         for j in range(J):
             data = r[rows, j, :]
             best, best_bic, joint_bics = None, math.inf, []
-            for k in range(1, k_max + 1):
+            # no more components than distinct points (the root joint's residuals are all zero)
+            k_j = min(k_max, len(np.unique(data, axis=0)))
+            for k in range(1, k_j + 1):
                 gm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed,
                                      reg_covar=reg_covar, max_iter=max_iter)
                 gm.fit(data)
@@ -270,6 +284,8 @@ class GMMNoise:
             e = min(s + _CHUNK, n)
             jj, kk = joint[s:e], comp[s:e]
             out[s:e] = mu[jj, kk] + (chol[jj, kk] @ z[s:e].unsqueeze(-1)).squeeze(-1)
+        if self.scale != 1.0:
+            out.mul_(self.scale)
         return out.reshape(shape).to(_target_device(generator, device))
 
     # -- persistence -------------------------------------------------------------------------------
@@ -283,6 +299,7 @@ class GMMNoise:
             "weights": self.weights.tolist(),
             "means": self.means.tolist(),
             "covariances": self.covariances.tolist(),
+            "scale": self.scale,
             "info": self.info,
         }
 
@@ -296,7 +313,7 @@ class GMMNoise:
             raise DataError(f"GMM noise state: channels {d.get('channels')} differ from {list(CHANNELS)}")
         return cls(np.asarray(weights, dtype=np.float64), np.asarray(means, dtype=np.float64),
                    np.asarray(covariances, dtype=np.float64), n_components=d.get("n_components"),
-                   info=d.get("info"))
+                   info=d.get("info"), scale=d.get("scale", 1.0))
 
     def save(self, path: str | Path) -> None:
         """Write :meth:`to_dict` as JSON, atomically."""
@@ -317,7 +334,8 @@ class GMMNoise:
         return cls.from_dict(d)
 
     def __repr__(self) -> str:
-        return f"GMMNoise(num_joints={self.num_joints}, n_components={self.n_components.tolist()})"
+        return (f"GMMNoise(num_joints={self.num_joints}, n_components={self.n_components.tolist()}, "
+                f"scale={self.scale:g})")
 
 
 NOISE_NAMES = ("gaussian", "gmm")

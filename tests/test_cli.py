@@ -96,3 +96,31 @@ def test_out_of_range_option_is_rejected():
     assert r.exit_code == 2
     assert "Traceback" not in r.output
     assert "--seed" in r.output
+
+
+def test_bench_command_writes_json_and_table(tmp_path):
+    import json
+
+    r = invoke("bench", "--variant", "baseline,full", "--batch", "8", "--device", "cpu", "--impl", "fast,reference",
+               "--hypotheses", "1", "--hid-dim", "16", "--layers", "1", "--heads", "2", "--reps", "1",
+               "--warmup", "0", "--out", str(tmp_path), "--tag", "tiny")
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "tiny.json").read_text())
+    assert set(res["variants"]) == {"baseline", "full"} and res["batch"] == 8
+    assert res["variants"]["full"]["parameters"] == 18_446  # full at hid 16, 1 layer, 2 heads
+    header = next(ln for ln in r.output.splitlines() if ln.startswith("variant"))
+    assert "train samples/s" in header and "denoiser poses/s" in header
+    rows = [ln.split()[:3] for ln in r.output.splitlines() if re.match(r"(baseline|full)\s+(fast|reference)\s", ln)]
+    assert rows == [["baseline", "fast", "10,870"], ["baseline", "reference", "10,870"],
+                    ["full", "fast", "18,446"], ["full", "reference", "18,446"]]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("bench", "--variant", "nope"), "'nope': unknown; valid: baseline, cag, cce, full"),
+    (("bench", "--precision", "fp8"), "--precision 'fp8': must be one of fp32, bf16"),
+    (("bench", "--device", "tpu"), "--device 'tpu': must be one of auto, cpu, cuda"),
+    (("bench", "--hid-dim", "15", "--heads", "4"), "--hid-dim 15: must be a multiple of --heads (4)"),
+])
+def test_bench_bad_options(args, needle):
+    line = one_line_error(invoke(*args))
+    assert needle in line

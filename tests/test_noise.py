@@ -156,3 +156,35 @@ def test_build_noise():
         build_noise("gmm")
     with pytest.raises(ConfigError, match=r"unknown name 'cauchy' \(valid: gaussian, gmm\)"):
         build_noise("cauchy")
+
+
+def test_gmm_scale_multiplies_draws_and_round_trips(fitted):
+    scaled = GMMNoise.from_dict({**fitted.to_dict(), "scale": 2.5})
+    assert scaled.scale == 2.5 and fitted.scale == 1.0
+    a = fitted.sample(64, generator=torch.Generator().manual_seed(3))
+    b = scaled.sample(64, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(b, 2.5 * a, rtol=0, atol=1e-6)
+    assert noise_from_dict(json.loads(json.dumps(scaled.to_dict()))).scale == 2.5
+    with pytest.raises(DataError, match="scale must be finite and > 0"):
+        GMMNoise.from_dict({**fitted.to_dict(), "scale": 0.0})
+
+
+def test_gmm_scale_for_the_released_schedule():
+    """1/sqrt(1 - abar_6), abar_6 = prod_{t<=6} (1 - beta_t), betas linear 1e-4..1e-3 over 51."""
+    from harness.config import Config
+    from harness.engine import gmm_scale
+
+    betas = np.linspace(1e-4, 1e-3, 51)
+    expected = 1.0 / np.sqrt(1.0 - np.prod(1.0 - betas[:7]))
+    assert gmm_scale(Config()) == pytest.approx(expected, rel=1e-12)
+    assert gmm_scale(Config()) == pytest.approx(30.464217375558235, rel=1e-12)
+    assert gmm_scale(Config(gmm_scale_to_start=False)) == 1.0
+
+
+def test_gmm_fit_constant_joint_gets_one_component():
+    """A joint whose residuals are all equal (the root, root-relative) is fit with one component."""
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(300, 2, 5)) * 0.01
+    r[:, 0] = 0.0
+    g = GMMNoise.fit(r, max_components=3, seed=0)
+    assert g.n_components[0] == 1 and len(g.info["bic"][0]) == 1 and len(g.info["bic"][1]) == 3
