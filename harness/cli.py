@@ -44,12 +44,13 @@ def handle_errors(fn: Callable) -> Callable:
         except HarnessError as e:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
-        except (PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as e:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {e.filename}: {e.strerror}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(f'{e.filename}: {e.strerror}')}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]: finished results are kept; rerun to resume", highlight=False)
@@ -120,7 +121,7 @@ def data_check(
     if problems:
         err_console.print(f"[bold red]{len(problems)} problem(s) found[/]", highlight=False)
         for p in problems:
-            err_console.print(f"  - {p}", highlight=False, soft_wrap=True)
+            err_console.print(f"  - {escape(str(p))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print("[green]no problems found[/]")
 
@@ -258,6 +259,7 @@ def train_cmd(
                                    "seed": seed, "device": device, "epochs": epochs, "hypotheses": hypotheses,
                                    "precision": precision,
                                    "initial_3d": str(initial_3d) if initial_3d else None})
+    _check_writable(out)
     console.print(f"training {cfg.variant} / {cfg.noise} on {cfg.benchmark} "
                   f"({'synthetic' if cfg.data_root is None else cfg.data_root}), profile {profile}", highlight=False)
     run_dir = run(cfg, out, progress=_progress_printer())
@@ -271,12 +273,16 @@ def train_cmd(
 def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder written by `harness train`."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    precision: Optional[str] = typer.Option(None, "--precision",
+                                            help="Sample in fp32 or bf16; other than the run's own: writes metrics-<precision>.json."),
 ) -> None:
     """Re-evaluate a trained run from its checkpoint."""
     from harness.engine import evaluate_run
 
-    result = evaluate_run(run_dir, device=device, progress=_progress_printer())
+    result = evaluate_run(run_dir, device=device, progress=_progress_printer(), precision=precision)
     print_metrics(result)
+    if "path" in result:
+        console.print(f"wrote {result['path']}", highlight=False)
 
 
 # --------------------------------------------------------------------------------------- ablate
@@ -335,7 +341,6 @@ def ablate_cmd(
                               "done" if is_done(c, out) else "pending")
         console.print(table)
         return
-    out.mkdir(parents=True, exist_ok=True)
     _check_writable(out)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console) as prog:
@@ -353,6 +358,9 @@ def ablate_cmd(
             elif e == "start":
                 prog.update(cur, description=f"{ev['run']}: loading", completed=0, total=1, visible=True)
             elif e == "progress" and ev.get("stage") in ("lifter", "denoiser"):
+                if not prog.console.is_terminal:  # a log file (Slurm, nohup): one line per epoch
+                    prog.console.print(f"{ev['run']}: {ev['stage']} epoch {ev['epoch']}/{ev['epochs']} "
+                                       f"loss {ev['loss']:.5f} {ev['seconds']:.1f} s", highlight=False)
                 prog.update(cur, description=f"{ev['run']}: {ev['stage']} loss {ev['loss']:.4f} "
                                              f"({ev['seconds']:.1f} s/epoch)",
                             completed=ev["epoch"], total=ev["epochs"])
@@ -371,12 +379,16 @@ def ablate_cmd(
 
 
 def _check_writable(folder: Path) -> None:
-    """Fail before hours of training if the results folder is not writable or the disk is full."""
+    """Create the results folder; fail before hours of training if it is not writable or the disk is full."""
     import shutil
     import tempfile
 
     from harness.errors import HarnessError
 
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HarnessError(f"{folder}: cannot create the results folder ({e.strerror})") from None
     try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-") as fh:
             fh.write(b"0" * 4096)

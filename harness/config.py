@@ -210,6 +210,8 @@ def resolve_config(profile: str = "quick", overrides: dict[str, Any] | None = No
     if profile not in profiles:
         raise ConfigError(f"--profile: unknown profile '{profile}'; valid: {', '.join(sorted(profiles))}")
     cfg = apply_overrides(Config(profile=profile), profiles[profile], source=f"profile '{profile}'")
+    # a bad value in the profile is blamed on the profile's file, not on the command-line options
+    validate(cfg, source=f"{profiles_path or VARIANTS_DIR / 'profiles.yaml'}: profile '{profile}'")
     cfg = apply_overrides(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, source="options")
     return validate(cfg, source="options")
 

@@ -104,7 +104,13 @@ def load_checkpoint(path: Path, kind: str, cfg_dict: dict[str, Any] | None = Non
     except FileNotFoundError:
         raise DataError(f"{path}: checkpoint not found") from None
     except Exception as e:  # unpickling refused, truncated file, ...
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        import re
+
+        refused = re.search(r"GLOBAL ([\w.]+)", str(e))  # torch's weights-only refusal names the global
+        if refused:
+            raise DataError(f"{path}: unsafe checkpoint, refused to unpickle '{refused.group(1)}' "
+                            "(only tensors and plain data are allowed)") from None
+        msg = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{path}: unreadable or unsafe checkpoint ({msg[:200]})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DataError(f"{path}: checkpoint format {state.get('format') if isinstance(state, dict) else '?'} "
@@ -192,9 +198,13 @@ def load_data(cfg: Config) -> dict[str, PoseSet]:
         raise DataError(f"{root}: keypoints '{cfg.keypoints}' have {data['test'].num_joints} joints; "
                         "the models need the 17-joint H36M layout")
     if "train" not in data or len(data["train"]) == 0:
-        raise DataError(f"{root}: no training data for benchmark '{cfg.benchmark}'")
+        why = ("none of the training subjects S1, S5, S6, S7, S8 in data_3d_h36m.npz" if cfg.benchmark == "h36m"
+               else "data_train_3dhp.npz is absent or empty")
+        raise DataError(f"{root}: no training data for benchmark '{cfg.benchmark}' ({why})")
     if "test" not in data or len(data["test"]) == 0:
-        raise DataError(f"{root}: no test data for benchmark '{cfg.benchmark}'")
+        why = ("none of the test subjects S9, S11 in data_3d_h36m.npz" if cfg.benchmark == "h36m"
+               else "no test sequences")
+        raise DataError(f"{root}: no test data for benchmark '{cfg.benchmark}' ({why})")
     out = {"train": data["train"], "test": data["test"]}
     from harness.data.synth import is_synthetic
 
@@ -703,8 +713,13 @@ def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, dat
     return run_dir
 
 
-def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Re-evaluate a finished run from its folder (config + checkpoint); rewrites metrics.json."""
+def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn | None = None,
+                 precision: str | None = None) -> dict[str, Any]:
+    """Re-evaluate a finished run from its folder (config + checkpoint); rewrites metrics.json.
+
+    ``precision`` other than the run's own runs the denoiser's sampler in that precision (the
+    shared lifter's predictions stay the run's) and writes ``metrics-<precision>.json`` beside
+    ``metrics.json`` instead, leaving the run's own results as they are."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder not found")
@@ -715,6 +730,9 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
     if device:
         cfg = cfg.replace(device=device)
     dev = select_device(cfg.device)
+    if precision is not None and precision not in ("fp32", "bf16"):
+        raise ConfigError(f"--precision {precision!r}: must be fp32 or bf16")
+    eval_cfg = cfg.replace(precision=precision) if precision else cfg
     st = load_checkpoint(run_dir / "checkpoint.pt", "denoiser", cfg.to_dict())
     if st["epoch"] + 1 < cfg.epochs:
         raise DataError(f"{run_dir / 'checkpoint.pt'}: training stopped at epoch {st['epoch'] + 1} of "
@@ -728,10 +746,16 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
     data = load_data(cfg)
     out = run_dir.parent
     lifter_preds = train_lifter(cfg, data, out, dev, progress)
-    metrics, per_frame = evaluate(cfg, model, data, lifter_preds["test"], noise_model, dev)
+    metrics, per_frame = evaluate(eval_cfg, model, data, lifter_preds["test"], noise_model, dev)
     prev = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
     prev.update({"metrics": metrics, "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "device": str(dev)})
+    if eval_cfg.precision != cfg.precision:
+        prev["eval_precision"] = eval_cfg.precision
+        path = run_dir / f"metrics-{eval_cfg.precision}.json"
+        write_json(path, prev)
+        prev["path"] = str(path)
+        return prev
     write_json(run_dir / "metrics.json", prev)
     with atomic_path(run_dir / "per_frame.npz", suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:

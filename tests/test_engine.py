@@ -118,3 +118,19 @@ def test_ema_warmup_decay_pinned():
     assert ema.decay() == pytest.approx(8990 / 8999)
     ema.num_updates = 8990
     assert ema.decay() == 0.999
+
+
+def test_eval_in_bf16_writes_beside_and_keeps_the_run(tmp_path, tiny_cfg, tiny_data):
+    run_dir = run(tiny_cfg, tmp_path, data=tiny_data)
+    before = (run_dir / "metrics.json").read_text()
+    res = evaluate_run(run_dir, precision="bf16")
+    assert (run_dir / "metrics.json").read_text() == before          # the run's own results untouched
+    saved = json.loads((run_dir / "metrics-bf16.json").read_text())
+    assert saved["eval_precision"] == "bf16" and saved["metrics"] == res["metrics"]
+    fp32 = json.loads(before)["metrics"]
+    # the lifter's poses are the run's (fp32); only the sampler ran in bf16
+    assert saved["metrics"]["lifter"] == fp32["lifter"]
+    d, f = saved["metrics"]["diffusion"]["p1"]["Avg"], fp32["diffusion"]["p1"]["Avg"]
+    assert d != f and abs(d - f) < 0.02 * f
+    with pytest.raises(Exception, match="must be fp32 or bf16"):
+        evaluate_run(run_dir, precision="fp8")
