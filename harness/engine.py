@@ -246,14 +246,17 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
+        """``shadow = d * shadow + (1 - d) * weights``: one ``_foreach_lerp_`` over the float
+        entries (a handful of kernels instead of one per tensor: on a GPU, ~250 launches a step)."""
         d = self.decay()
         self.num_updates += 1
-        for k, v in model.state_dict().items():
-            s = self.shadow[k]
-            if v.dtype.is_floating_point:
-                s.lerp_(v, 1.0 - d)
-            else:
-                s.copy_(v)
+        sd = model.state_dict()
+        floats = [k for k, v in sd.items() if v.dtype.is_floating_point]
+        if floats:
+            torch._foreach_lerp_([self.shadow[k] for k in floats], [sd[k] for k in floats], 1.0 - d)
+        for k, v in sd.items():
+            if not v.dtype.is_floating_point:
+                self.shadow[k].copy_(v)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.shadow
@@ -521,7 +524,8 @@ def train_denoiser(cfg: Config, data: dict[str, PoseSet], noise_model, run_dir: 
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     model = build_variant(cfg).to(device)
     ema = EMA(model, cfg.ema_rate, warmup=cfg.ema_warmup)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # On CUDA the fused Adam kernel (same update) replaces ~10 launches per parameter tensor.
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True if device.type == "cuda" else None)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_gamma)
     diffusion = DDIMScheduler(beta_start=cfg.beta_start, beta_end=cfg.beta_end, num_train_timesteps=cfg.num_timesteps)
     train = DeviceData.from_poseset(data["train"], device)
