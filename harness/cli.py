@@ -312,6 +312,8 @@ def ablate_cmd(
     show_plan: bool = typer.Option(False, "--plan", help="List the grid's runs (and their status) and exit."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Run the slice i/n of the grid (0 <= i < n)."),
     tables: bool = typer.Option(True, "--tables/--no-tables", help="Write results.csv, tables and plots at the end."),
+    jobs: int = typer.Option(0, "--jobs", min=0,
+                             help="Worker processes, each a shard of the grid (0: one per CPU core, at most 4; 1 on a GPU)."),
 ) -> None:
     """Run the ablation grid (variants x noises x benchmarks x seeds), resuming where it stopped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -342,6 +344,43 @@ def ablate_cmd(
         console.print(table)
         return
     _check_writable(out)
+    from harness.ablate import auto_jobs, run_parallel
+
+    n_jobs = jobs or auto_jobs(device, len([c for c in mine if not is_done(c, out)]))
+    if n_jobs > 1:
+        if sh.count > 1:
+            from harness.errors import ConfigError
+
+            raise ConfigError("--jobs with --shard: give one of them (--jobs 1 to run a shard in one process)")
+        argv = ["--variants", variants, "--noises", noises, "--benchmarks", benchmarks, "--seeds", seeds,
+                "--profile", profile, "--device", device, "--out", str(out)]
+        for opt, val in (("--data-root", data_root), ("--keypoints", keypoints), ("--epochs", epochs)):
+            if val is not None:
+                argv += [opt, str(val)]
+        console.print(f"{len(mine)} runs in {n_jobs} worker processes (logs in {out / 'logs'})", highlight=False)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=console) as prog:
+            grid = prog.add_task(f"grid ({profile})", total=len(mine))
+            workers = [prog.add_task(f"worker {k}: starting", total=None) for k in range(n_jobs)]
+
+            def on_tick(done: int, last: list[str]) -> None:
+                prog.update(grid, completed=done)
+                for task, line in zip(workers, last):
+                    prog.update(task, description=escape(line[:100]) or "-")
+
+            failed = run_parallel(argv, n_jobs, mine, out, on_tick=on_tick)
+            for task in workers:
+                prog.update(task, visible=False)
+        done = sum(is_done(c, out) for c in mine)
+        console.print(f"{done} of {len(mine)} run(s) done", highlight=False)
+        if failed:
+            messages = sorted({last.removeprefix("error: ") for _, _, last in failed})
+            for msg in messages:  # one line per distinct error (workers often fail alike)
+                err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+        if tables:
+            _write_tables(out)
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console) as prog:
         grid = prog.add_task(f"grid ({profile})", total=len(mine))

@@ -134,3 +134,35 @@ def test_eval_in_bf16_writes_beside_and_keeps_the_run(tmp_path, tiny_cfg, tiny_d
     assert d != f and abs(d - f) < 0.02 * f
     with pytest.raises(Exception, match="must be fp32 or bf16"):
         evaluate_run(run_dir, precision="fp8")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg, tiny_data):
+    """Noise turned to NaN after the first epoch: the run stops at epoch 2 with a clear message, and
+    the checkpoint on disk is epoch 1's, with finite weights."""
+    import torch
+
+    from harness.engine import load_checkpoint, train_denoiser
+    from harness.errors import HarnessError
+    from harness.noise import GaussianNoise
+
+    class Poisoned(GaussianNoise):
+        bad = False
+
+        def sample(self, *a, **kw):
+            e = super().sample(*a, **kw)
+            return e * float("nan") if self.bad else e
+
+    noise = Poisoned()
+
+    def progress(ev):
+        if ev.get("stage") == "denoiser" and ev["epoch"] == 1:
+            noise.bad = True
+
+    cfg = tiny_cfg.replace(epochs=3)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with pytest.raises(HarnessError, match=r"training loss became nan at epoch 2; stopped, last good checkpoint kept"):
+        train_denoiser(cfg, tiny_data, noise, run_dir, torch.device("cpu"), progress=progress)
+    st = load_checkpoint(run_dir / "checkpoint.pt", "denoiser", cfg.to_dict())
+    assert st["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in st["model"].values() if v.dtype.is_floating_point)

@@ -85,7 +85,7 @@ def test_interrupted_then_rerun_equals_uninterrupted(wait_for, max_delay, sig, r
 def test_two_ablations_share_one_results_folder(harness_cache, tmp_path):
     out = tmp_path / "results"
     variants = ("baseline", "cce", "cag", "full")
-    args = ["ablate", "--profile", "tiny", "--device", "cpu", "--benchmarks", "h36m", "--variants", ",".join(variants),
+    args = ["ablate", "--jobs", "1", "--profile", "tiny", "--device", "cpu", "--benchmarks", "h36m", "--variants", ",".join(variants),
             "--noises", "gaussian", "--no-tables", "--out", out]
     procs = [subprocess.Popen(tiny_cli.command(*args), env=tiny_cli.env(harness_cache), cwd=tiny_cli.REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
