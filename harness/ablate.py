@@ -88,18 +88,21 @@ def run_grid(cfgs: list[Config], out: Path, on_event: Callable[[dict[str, Any]],
     return outcome
 
 
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def auto_jobs(device: str, runs: int) -> int:
     """Parallel worker processes for ``--jobs 0``: one per core on the CPU (at most 4, and no more
     than there are runs), one on a GPU. Small models use two single-threaded processes better than
     one two-threaded process (on this project's 2-core machine the quick grid runs ~1.5x faster)."""
-    import os
-
     from harness.engine import select_device
 
     if select_device(device).type != "cpu":
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 4, runs))
+    return max(1, min(_cores(), 4, runs))
 
 
 def _last_line(path: Path) -> str:
@@ -143,9 +146,8 @@ def run_parallel(argv: list[str], jobs: int, cfgs: list[Config], out: Path,
 
     from harness.engine import is_done
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, cores // jobs)))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // jobs)))
     logs = Path(out) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs = []
