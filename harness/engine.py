@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from harness import __version__
-from harness.config import Config, config_from_dict
+from harness.config import Config, config_from_dict, validate
 from harness.data.base import PoseSet
 from harness.errors import ConfigError, DataError, HarnessError
 from harness.safeio import atomic_path
@@ -41,6 +41,10 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 # ------------------------------------------------------------------------------------------ basics
 def select_device(name: str) -> torch.device:
+    from harness.config import DEVICES
+
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise ConfigError(f"--device {name!r}: must be one of {', '.join(DEVICES)}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
@@ -238,6 +242,7 @@ class EMA:
         self.rate, self.warmup = rate, warmup
         self.num_updates = 0
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._floats = [k for k, v in self.shadow.items() if v.dtype.is_floating_point]
 
     def decay(self) -> float:
         """The decay the next update uses."""
@@ -251,9 +256,8 @@ class EMA:
         d = self.decay()
         self.num_updates += 1
         sd = model.state_dict()
-        floats = [k for k, v in sd.items() if v.dtype.is_floating_point]
-        if floats:
-            torch._foreach_lerp_([self.shadow[k] for k in floats], [sd[k] for k in floats], 1.0 - d)
+        if self._floats:
+            torch._foreach_lerp_([self.shadow[k] for k in self._floats], [sd[k] for k in self._floats], 1.0 - d)
         for k, v in sd.items():
             if not v.dtype.is_floating_point:
                 self.shadow[k].copy_(v)
@@ -734,9 +738,7 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
     if device:
         cfg = cfg.replace(device=device)
     dev = select_device(cfg.device)
-    if precision is not None and precision not in ("fp32", "bf16"):
-        raise ConfigError(f"--precision {precision!r}: must be fp32 or bf16")
-    eval_cfg = cfg.replace(precision=precision) if precision else cfg
+    eval_cfg = validate(cfg.replace(precision=precision), source="--precision") if precision else cfg
     st = load_checkpoint(run_dir / "checkpoint.pt", "denoiser", cfg.to_dict())
     if st["epoch"] + 1 < cfg.epochs:
         raise DataError(f"{run_dir / 'checkpoint.pt'}: training stopped at epoch {st['epoch'] + 1} of "

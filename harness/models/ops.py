@@ -446,9 +446,7 @@ class _ChebHidFn(torch.autograd.Function):
             if s != 1.0:
                 grad_w.mul_(s)
         if ctx.needs_input_grad[4]:
-            grad_b = g.sum(0).view(1, 1, d)
-            if s != 1.0:
-                grad_b.mul_(s)
+            grad_b = _bias_grad(g, d, s)
         if ctx.needs_input_grad[0]:
             # dX = g W_0^T + T_1^T g W_1^T + T_2^T g W_2^T, graph products first (one GEMM)
             gt = _mm(ctx.t12t, g.view(n, -1)).view(2, rows, d)
@@ -456,6 +454,12 @@ class _ChebHidFn(torch.autograd.Function):
             grad_x.addmm_(gt[0], w[1].t())
             grad_x.addmm_(gt[1], w[2].t())
         return grad_x, None, None, grad_w, grad_b, None, None
+
+
+def _bias_grad(g: torch.Tensor, d: int, s: float) -> torch.Tensor:
+    """The Chebyshev bias gradient ``(1, 1, D)``: column sums of ``g`` times the dropout factor ``s``."""
+    grad_b = g.sum(0).view(1, 1, d)
+    return grad_b.mul_(s) if s != 1.0 else grad_b
 
 
 class _ChebNativeFn(torch.autograd.Function):
@@ -499,9 +503,7 @@ class _ChebNativeFn(torch.autograd.Function):
             if s != 1.0:
                 grad_w.mul_(s)
         if ctx.needs_input_grad[4]:
-            grad_b = g.sum(0).view(1, 1, d)
-            if s != 1.0:
-                grad_b.mul_(s)
+            grad_b = _bias_grad(g, d, s)
         if ctx.needs_input_grad[0]:
             # dX = g W_0^T + (T_1^T g) W_1^T + (T_2^T g) W_2^T: expand g with the transposed
             # operators, then one GEMM with K = 3D
