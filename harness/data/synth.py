@@ -1264,34 +1264,42 @@ def synth_files(benchmark: str) -> tuple[str, ...]:
 
 
 def ensure_synth(benchmark: str, seed: int = 0) -> Path:
-    """The default-size synthetic ``benchmark`` for ``seed``, generated on first use (into a
-    temporary folder renamed into place, so a folder that exists is complete)."""
+    """The default-size synthetic ``benchmark`` for ``seed``, generated on first use.
+
+    Generation happens under a lock beside the folder (``.<name>.lock``), into a temporary folder that
+    is renamed into place, so a folder that exists under its final name is complete, and a complete
+    folder is never removed: processes that start together on an empty cache wait for the first one
+    and then read its files. Only a folder found incomplete (files removed by hand) is replaced."""
+    from harness.locks import file_lock
+
     bench = _canonical(benchmark)
     seed = _check_seed(seed)
     final = default_synth_dir(bench, seed)
     names = synth_files(bench)
-    if all((final / n).is_file() for n in names):
+
+    def complete() -> bool:
+        return all((final / n).is_file() for n in names)
+
+    if complete():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual mode
-    try:
-        (synth_h36m if bench == "h36m" else synth_3dhp)(tmp, seed=seed)
-        if final.exists():  # incomplete (files removed by hand): move it aside first
-            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
-            with contextlib.suppress(OSError):
-                os.replace(final, trash / "old")
-            shutil.rmtree(trash, ignore_errors=True)
+    with file_lock(final.parent / f".{final.name}.lock"):
+        if complete():  # another process generated it while this one waited
+            return final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual mode
         try:
+            (synth_h36m if bench == "h36m" else synth_3dhp)(tmp, seed=seed)
+            if final.exists():  # incomplete (files removed by hand): move it aside first
+                trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+                with contextlib.suppress(OSError):
+                    os.replace(final, trash / "old")
+                shutil.rmtree(trash, ignore_errors=True)
             os.rename(tmp, final)
-        except OSError:
-            # another process finished first; use its folder if it is complete
-            if not all((final / n).is_file() for n in names):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

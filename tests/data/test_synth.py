@@ -406,11 +406,44 @@ def test_ensure_synth(tmp_path, monkeypatch):
     (root / "data_train_3dhp.npz").unlink()                            # damaged by hand: regenerated
     assert S.ensure_synth("3dhp", seed=5) == root
     assert sorted(p.name for p in root.iterdir()) == sorted(S.synth_files("3dhp"))
-    assert [p.name for p in (tmp_path / "synth").iterdir()] == [d.name]  # no temporary folders left
+    # no temporary folders left: only the data and the lock file beside it
+    assert sorted(p.name for p in (tmp_path / "synth").iterdir()) == sorted([d.name, f".{d.name}.lock"])
     with pytest.raises(ConfigError):
         S.ensure_synth("coco")
     with pytest.raises(ConfigError):
         S.ensure_synth("h36m", seed=-1)
+
+
+_CONCURRENT = """
+import hashlib, sys
+from harness.data.synth import ensure_synth, synth_files
+root = ensure_synth("3dhp", seed=0)
+h = hashlib.sha256()
+for n in sorted(synth_files("3dhp")):
+    h.update((root / n).read_bytes())
+print(root.stat().st_ino, h.hexdigest())
+"""
+
+
+def test_ensure_synth_concurrent(tmp_path):
+    """Several processes started together on an empty cache all finish, with the same data: the first
+    generation wins and a complete folder is never removed (it once was, under a worker reading it)."""
+    import subprocess
+    import sys
+
+    n_proc, rounds = 4, 4
+    for r in range(rounds):
+        env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / f"cache{r}")}
+        procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(n_proc)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        for p, (out, err) in zip(procs, outs):
+            assert p.returncode == 0, err
+        lines = {out.strip() for out, _ in outs}
+        assert len(lines) == 1, lines  # one folder (same inode), same bytes, in every process
+        synth = tmp_path / f"cache{r}" / "synth"
+        assert sorted(p.name for p in synth.iterdir()) == sorted(
+            [f"3dhp-seed0-v{S.FORMAT_VERSION}", f".3dhp-seed0-v{S.FORMAT_VERSION}.lock"])
 
 
 # ---------------------------------------------------------------------------------------- loaders
