@@ -15,10 +15,12 @@ from typing import Any, Callable
 
 from harness.config import Config, resolve_config
 from harness.errors import ConfigError
+from harness.protocols import BENCHMARKS
+from harness.variants import NOISES, VARIANTS
 
-DEFAULT_VARIANTS = ("baseline", "cce", "cag", "full")
-DEFAULT_NOISES = ("gaussian", "gmm")
-DEFAULT_BENCHMARKS = ("h36m", "3dhp")
+DEFAULT_VARIANTS = tuple(VARIANTS.names())
+DEFAULT_NOISES = tuple(NOISES.names())
+DEFAULT_BENCHMARKS = BENCHMARKS
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,9 @@ def plan(variants=DEFAULT_VARIANTS, noises=DEFAULT_NOISES, benchmarks=DEFAULT_BE
 def run_grid(cfgs: list[Config], out: Path, on_event: Callable[[dict[str, Any]], None] | None = None
              ) -> dict[str, list[str]]:
     """Run every config not yet done; returns run names by outcome: done, skipped, busy."""
-    from harness.engine import is_done, load_data, run, run_name
+    from harness.data import load_data
+    from harness.pipeline import run
+    from harness.runs import is_done, run_name
     from harness.locks import Busy
 
     emit = on_event or (lambda ev: None)
@@ -98,7 +102,7 @@ def auto_jobs(device: str, runs: int) -> int:
     """Parallel worker processes for ``--jobs 0``: one per core on the CPU (at most 4, and no more
     than there are runs), one on a GPU. Small models use two single-threaded processes better than
     one two-threaded process (on this project's 2-core machine the quick grid runs ~1.5x faster)."""
-    from harness.engine import select_device
+    from harness.device import select_device
 
     if select_device(device).type != "cpu":
         return 1
@@ -144,7 +148,7 @@ def run_parallel(argv: list[str], jobs: int, cfgs: list[Config], out: Path,
     import sys
     import time
 
-    from harness.engine import is_done
+    from harness.runs import is_done
 
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // jobs)))

@@ -1,14 +1,14 @@
 """``harness bench``: training and inference throughput of the denoiser variants.
 
 For each variant and implementation, on synthetic poses resident on the device (batches gathered
-by index, as :func:`harness.engine.train_denoiser` does), it measures
+by index, as :func:`harness.train.loop.train_denoiser` does), it measures
 
-* **training samples/s**: full optimiser steps exactly as ``train_denoiser`` runs them (flip
-  augmentation, noise and antithetic timesteps, ``q_sample``, forward under the precision's
-  autocast, loss, backward, gradient clipping, Adam, EMA update);
+* **training samples/s**: optimiser steps of :class:`harness.train.step.DenoiserStep`, the very
+  step the training loop runs (flip augmentation, noise and antithetic timesteps, ``q_sample``,
+  forward under the precision's autocast, loss, backward, gradient clipping, Adam, EMA update);
 * **denoiser poses/s**: one forward pass over ``batch`` poses in eval mode under ``no_grad``;
 * **end-to-end poses/s** per hypothesis count ``H``: the GraFormer lifter with flip averaging, then
-  the DDIM sampler with flip averaging (:class:`harness.engine.Sampler`, 2 steps by default):
+  the DDIM sampler with flip averaging (:class:`harness.diffusion.sampler.Sampler`, 2 steps by default):
   ``H = 1`` is one sampler run from the lifter's pose (what ``harness eval`` reports), ``H > 1``
   is ``H`` runs from noisy starts (the multi-hypothesis evaluation); so ``2 * steps * H``
   denoiser passes per pose;
@@ -20,9 +20,9 @@ by index, as :func:`harness.engine.train_denoiser` does), it measures
   its error) and, end to end (``H = 1``), the mean per-joint distance between the refined poses,
   in the poses' units (metres on H36M; an upper bound on how much MPJPE can move).
 
-Implementations: ``fast`` (the models of :mod:`harness.models`), ``reference`` (the plain
-released-style code of :mod:`harness.models.reference`, same weights: the "before" of a
-before/after table from one process) and ``compiled`` (``fast`` under ``torch.compile``; the
+Implementations: ``fast`` (the fast path of :mod:`harness.models.fast`, what training runs),
+``reference`` (the readable models of :mod:`harness.models`: plain batch-major torch, the released
+code's math, same weights: the "before" of a before/after table from one process) and ``compiled`` (``fast`` under ``torch.compile``; the
 compile time is reported).
 
 Timing. Each figure is the median over ``reps`` repetitions after ``warmup`` runs. The machine
@@ -219,20 +219,20 @@ def _gemm_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: in
 # --- the pieces ----------------------------------------------------------------------------------
 
 def _build(variant: str, cfg, impl: str, state: dict | None):
-    """(denoiser, lifter) of ``impl``; the fast models are seeded, the others load their weights."""
-    from harness.models import build_denoiser, build_lifter
-    from harness.models.reference import build_reference_denoiser, build_reference_lifter
+    """(denoiser, lifter) of ``impl``: the fast path (``fast``, ``compiled``) or the readable models
+    (``reference``); seeded, then given ``state``'s weights if any."""
+    if impl == "reference":
+        from harness.models import build_denoiser, build_lifter
+    else:
+        from harness.models.fast import build_denoiser, build_lifter
 
     dk = dict(hid_dim=cfg.hid_dim, num_layers=cfg.num_layers, n_head=cfg.n_head, dropout=cfg.dropout)
     lk = dict(hid_dim=cfg.lifter_hid_dim, num_layers=cfg.lifter_layers, n_head=cfg.lifter_heads,
               dropout=cfg.lifter_dropout)
-    if impl == "reference":
-        model, lifter = build_reference_denoiser(variant, **dk), build_reference_lifter(**lk)
-    else:
-        torch.manual_seed(cfg.seed)
-        model = build_denoiser(variant, **dk)
-        torch.manual_seed(cfg.seed)
-        lifter = build_lifter(**lk)
+    torch.manual_seed(cfg.seed)
+    model = build_denoiser(variant, **dk)
+    torch.manual_seed(cfg.seed)
+    lifter = build_lifter(**lk)
     if state is not None:
         model.load_state_dict(state["model"])
         lifter.load_state_dict(state["lifter"])
@@ -240,18 +240,14 @@ def _build(variant: str, cfg, impl: str, state: dict | None):
 
 
 def _train_step_fn(cfg, model, data, device, gen):
-    """One optimiser step of :func:`harness.engine.train_denoiser` on a random batch."""
-    from harness.diffusion import DDIMScheduler, antithetic_timesteps, noise_prediction_loss
-    from harness.engine import EMA, Flip, _autocast
+    """One optimiser step on a random batch: :class:`harness.train.step.DenoiserStep`, the step
+    :func:`harness.train.loop.train_denoiser` runs, with the released Gaussian noise."""
     from harness.noise import GaussianNoise
+    from harness.train.step import DenoiserStep
 
     pose_2d, pose_3d = data
-    n, b, T = pose_2d.shape[0], cfg.batch_size, cfg.num_timesteps
-    ema = EMA(model, cfg.ema_rate)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    diffusion = DDIMScheduler(beta_start=cfg.beta_start, beta_end=cfg.beta_end, num_train_timesteps=T)
-    flip = Flip(pose_2d.shape[1], device=device)
-    noise_model = GaussianNoise(num_joints=pose_2d.shape[1])
+    n, b = pose_2d.shape[0], cfg.batch_size
+    step_fn = DenoiserStep.build(cfg, model, GaussianNoise(num_joints=pose_2d.shape[1]), pose_2d.shape[1], device)
     state = {"perm": torch.randperm(n, generator=gen, device=device), "i": 0}
 
     def step():
@@ -259,22 +255,7 @@ def _train_step_fn(cfg, model, data, device, gen):
             state["perm"], state["i"] = torch.randperm(n, generator=gen, device=device), 0
         idx = state["perm"][state["i"]:state["i"] + b]
         state["i"] += b
-        x2d, y3d = pose_2d[idx], pose_3d[idx]
-        m = torch.rand(b, generator=gen, device=device) < 0.5
-        x2d, y3d = flip.random(x2d, m), flip.random(y3d, m)
-        x0 = torch.cat([x2d, y3d], dim=-1)
-        eps = noise_model.sample(b, generator=gen, device=device)
-        t = antithetic_timesteps(b, T, generator=gen, device=device)
-        x_t = diffusion.q_sample(x0, t, eps)
-        with _autocast(device, cfg.precision):
-            eps_pred = model(x_t, t, x2d).float()
-        loss = noise_prediction_loss(eps_pred, eps)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        ema.update(model)
-        return loss.detach()
+        return step_fn(pose_2d[idx], pose_3d[idx], gen)
 
     return step
 
@@ -286,8 +267,10 @@ def _synthetic_poses(num: int, device: torch.device, gen: torch.Generator):
 
 
 def _pipeline_fn(cfg, model, lifter, x2d, device, precision, hyp, gen):
-    from harness.engine import Flip, Sampler, lifter_predict
+    from harness.diffusion.sampler import Sampler
+    from harness.lifter import lifter_predict
     from harness.noise import GaussianNoise
+    from harness.train.augment import Flip
 
     flip = Flip(17, device=device)
     sampler = Sampler(cfg.replace(precision=precision), model, flip, device)
@@ -310,11 +293,9 @@ def _pipeline_fn(cfg, model, lifter, x2d, device, precision, hyp, gen):
 def _kernels_state(device: torch.device) -> str:
     if device.type != "cpu":
         return "not used (not a CPU)"
-    from harness.models import native, ops
+    from harness.models.fast import kernels_state
 
-    if not ops.NATIVE:
-        return "off (harness.models.ops.NATIVE = False)"
-    return "on" if native.available() else f"unavailable: {native.error()}"
+    return kernels_state()
 
 
 def run_bench(variants: Sequence[str] | None = None, batch: int = 1024, device: str = "cpu",
@@ -335,14 +316,16 @@ def run_bench(variants: Sequence[str] | None = None, batch: int = 1024, device: 
     graphs on a GPU).
     """
     from harness.config import Config
-    from harness.engine import _autocast, machine_info, select_device, write_json
-    from harness.models import VARIANTS, count_parameters
-    from harness.models.ops import tune_cpu_allocator
+    from harness.device import autocast, machine_info, select_device
+    from harness.models import count_parameters
+    from harness.models.fast.ops import tune_cpu_allocator
+    from harness.safeio import write_json
+    from harness.variants import VARIANTS
 
-    variants = list(variants) if variants else list(VARIANTS)
+    variants = list(variants) if variants else VARIANTS.names()
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
-        raise ConfigError(f"--variant {bad[0]!r}: unknown; valid: {', '.join(VARIANTS)}")
+        raise ConfigError(f"--variant {bad[0]!r}: unknown; valid: {', '.join(sorted(VARIANTS))}")
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision!r}: must be one of {', '.join(PRECISIONS)}")
     impls = list(dict.fromkeys(implementations))
@@ -431,7 +414,7 @@ def run_bench(variants: Sequence[str] | None = None, batch: int = 1024, device: 
             lifter.eval()
 
             def fwd():
-                with torch.no_grad(), _autocast(dev, precision):
+                with torch.no_grad(), autocast(dev, precision):
                     return run_model(x_in, t_in, x2d)
 
             t0 = time.perf_counter()

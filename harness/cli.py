@@ -18,6 +18,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import HarnessError
+from harness.protocols import BENCHMARKS
+from harness.variants import NOISES, VARIANTS
+
+_ALL_VARIANTS = ",".join(VARIANTS)
+_ALL_NOISES = ",".join(NOISES)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmarking and ablation harness for diffusion-based 3D human pose lifting.")
@@ -29,9 +34,7 @@ err_console = Console(stderr=True)
 _state = {"debug": False}
 
 
-class Benchmark(str, Enum):
-    h36m = "h36m"
-    mpi3dhp = "3dhp"
+Benchmark = Enum("Benchmark", {b: b for b in BENCHMARKS}, type=str)  # choices from harness.protocols
 
 
 def handle_errors(fn: Callable) -> Callable:
@@ -78,7 +81,7 @@ def data_synth(
     from harness.data.synth import synth_3dhp, synth_h36m
 
     t0 = time.perf_counter()
-    paths = (synth_h36m if benchmark is Benchmark.h36m else synth_3dhp)(out, seed=seed)
+    paths = (synth_h36m if benchmark.value == "h36m" else synth_3dhp)(out, seed=seed)
     for p in paths:
         console.print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)", highlight=False)
     console.print(f"synthetic {benchmark.value} (seed {seed}) in {time.perf_counter() - t0:.1f} s", highlight=False)
@@ -100,7 +103,7 @@ def data_prepare(
 @data_app.command("check")
 @handle_errors
 def data_check(
-    benchmark: Benchmark = typer.Option(Benchmark.h36m, "--benchmark", help="h36m or 3dhp."),
+    benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help=" or ".join(BENCHMARKS) + "."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Data folder (default: the synthetic benchmark)."),
     keypoints: str = typer.Option("gt", "--keypoints", help="H36M 2D keypoints name (data_2d_h36m_<name>.npz)."),
 ) -> None:
@@ -108,7 +111,7 @@ def data_check(
     from harness.data import resolve_data_root
 
     root = resolve_data_root(benchmark.value, data_root)
-    if benchmark is Benchmark.h36m:
+    if benchmark.value == "h36m":
         from harness.data.h36m import scan_h36m
 
         report = scan_h36m(root, keypoints)
@@ -170,7 +173,8 @@ def variants_cmd(
     """List the denoiser variants and noise models, with parameter counts."""
     from harness.config import Config
     from harness.models import build_lifter, count_parameters
-    from harness.variants import NOISES, VARIANT_INFO, VARIANTS, build_variant
+    from harness.models import build_denoiser
+    from harness.variants import VARIANT_INFO
 
     cfg = Config(hid_dim=hid_dim, num_layers=num_layers, n_head=n_head)
     table = Table(title=f"Denoiser variants (hid {hid_dim}, {num_layers} layers, {n_head} heads)")
@@ -179,7 +183,7 @@ def variants_cmd(
         table.add_column(col, justify=just)
     for name in VARIANTS:
         info = VARIANT_INFO[name]
-        n = count_parameters(build_variant(cfg.replace(variant=name)))
+        n = count_parameters(build_denoiser(name, hid_dim=cfg.hid_dim, num_layers=cfg.num_layers, n_head=cfg.n_head))
         table.add_row(name, "yes" if info["cce"] else "-", "yes" if info["cag"] else "-", f"{n:,}", info["description"])
     console.print(table)
     lifter = count_parameters(build_lifter(hid_dim=hid_dim, num_layers=num_layers, n_head=n_head))
@@ -235,12 +239,12 @@ def print_metrics(result: dict) -> None:
 @app.command("train")
 @handle_errors
 def train_cmd(
-    variant: str = typer.Option("full", "--variant", help="baseline, cce, cag or full."),
-    noise: str = typer.Option("gaussian", "--noise", help="gaussian or gmm."),
-    benchmark: Benchmark = typer.Option(Benchmark.h36m, "--benchmark", help="h36m or 3dhp."),
+    variant: str = typer.Option("full", "--variant", help=f"{_ALL_VARIANTS.replace(',', ', ')}."),
+    noise: str = typer.Option("gaussian", "--noise", help=f"{_ALL_NOISES.replace(',', ', ')}."),
+    benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help=" or ".join(BENCHMARKS) + "."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Real data folder (default: synthetic)."),
     keypoints: Optional[str] = typer.Option(None, "--keypoints", help="H36M 2D input (default gt)."),
-    profile: str = typer.Option("quick", "--profile", help="smoke, quick, diffpose, paper, ... (variants/profiles.yaml)."),
+    profile: str = typer.Option("quick", "--profile", help="smoke, quick, diffpose, paper, ... (harness/configs/profiles.yaml)."),
     seed: int = typer.Option(0, "--seed", min=0),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("runs"), "--out", help="Results folder."),
@@ -252,14 +256,16 @@ def train_cmd(
 ) -> None:
     """Train one variant (the shared lifter first, reused if present) and evaluate it."""
     from harness.config import resolve_config
-    from harness.engine import read_json, run
+    from harness.pipeline import run
+    from harness.runs import check_writable
+    from harness.safeio import read_json
 
     cfg = resolve_config(profile, {"variant": variant, "noise": noise, "benchmark": benchmark.value,
                                    "data_root": str(data_root) if data_root else None, "keypoints": keypoints,
                                    "seed": seed, "device": device, "epochs": epochs, "hypotheses": hypotheses,
                                    "precision": precision,
                                    "initial_3d": str(initial_3d) if initial_3d else None})
-    _check_writable(out)
+    check_writable(out)
     console.print(f"training {cfg.variant} / {cfg.noise} on {cfg.benchmark} "
                   f"({'synthetic' if cfg.data_root is None else cfg.data_root}), profile {profile}", highlight=False)
     run_dir = run(cfg, out, progress=_progress_printer())
@@ -277,7 +283,7 @@ def eval_cmd(
                                             help="Sample in fp32 or bf16; other than the run's own: writes metrics-<precision>.json."),
 ) -> None:
     """Re-evaluate a trained run from its checkpoint."""
-    from harness.engine import evaluate_run
+    from harness.pipeline import evaluate_run
 
     result = evaluate_run(run_dir, device=device, progress=_progress_printer(), precision=precision)
     print_metrics(result)
@@ -298,11 +304,11 @@ def _csv(text: str, option: str) -> list[str]:
 @app.command("ablate")
 @handle_errors
 def ablate_cmd(
-    variants: str = typer.Option("baseline,cce,cag,full", "--variants", help="Comma-separated variants."),
-    noises: str = typer.Option("gaussian,gmm", "--noises", help="Comma-separated noise models."),
-    benchmarks: str = typer.Option("h36m,3dhp", "--benchmarks", help="Comma-separated benchmarks."),
+    variants: str = typer.Option(_ALL_VARIANTS, "--variants", help="Comma-separated variants."),
+    noises: str = typer.Option(_ALL_NOISES, "--noises", help="Comma-separated noise models."),
+    benchmarks: str = typer.Option(",".join(BENCHMARKS), "--benchmarks", help="Comma-separated benchmarks."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
-    profile: str = typer.Option("quick", "--profile", help="Profile (variants/profiles.yaml)."),
+    profile: str = typer.Option("quick", "--profile", help="Profile (harness/configs/profiles.yaml)."),
     data_root: Optional[Path] = typer.Option(None, "--data-root",
                                              help="Real data: a folder with h36m/ and 3dhp/ (or one benchmark's files)."),
     keypoints: Optional[str] = typer.Option(None, "--keypoints", help="H36M 2D input (default gt)."),
@@ -319,7 +325,7 @@ def ablate_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from harness.ablate import Shard, plan, run_grid
-    from harness.engine import is_done, run_name
+    from harness.runs import check_writable, is_done, run_name
 
     try:
         seed_list = [int(s) for s in _csv(seeds, "--seeds")]
@@ -343,7 +349,7 @@ def ablate_cmd(
                               "done" if is_done(c, out) else "pending")
         console.print(table)
         return
-    _check_writable(out)
+    check_writable(out)
     from harness.ablate import auto_jobs, run_parallel
 
     n_jobs = jobs or auto_jobs(device, len([c for c in mine if not is_done(c, out)]))
@@ -417,43 +423,12 @@ def ablate_cmd(
         _write_tables(out)
 
 
-def _check_writable(folder: Path) -> None:
-    """Create the results folder; fail before hours of training if it is not writable or the disk is full."""
-    import shutil
-    import tempfile
-
-    from harness.errors import HarnessError
-
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise HarnessError(f"{folder}: cannot create the results folder ({e.strerror})") from None
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-") as fh:
-            fh.write(b"0" * 4096)
-            fh.flush()
-    except OSError as e:
-        raise HarnessError(f"{folder}: results folder is not writable ({e.strerror})") from None
-    free = shutil.disk_usage(folder).free
-    if free < 200 * 1024 * 1024:
-        raise HarnessError(f"{folder}: only {free / 1e6:.0f} MB free on its disk; need at least 200 MB")
-
-
 def _write_tables(results_dir: Path, out: Path | None = None) -> None:
-    """results.csv, Markdown/LaTeX tables and PNG figures of a results set (a pure function of its metrics).
-    ``results_dir`` is a results folder or a results.csv; output defaults to ``<results>/tables``."""
-    from harness.errors import DataError
-    from harness.results import collect, read_tidy, write_tidy
-    from harness.tables import summary_rich, summary_table, write_tables
+    """Write the report of a results set (:func:`harness.report.write_report`) and print its summary."""
+    from harness.report import write_report
+    from harness.report.tables import summary_rich, summary_table
 
-    from_csv = results_dir.is_file()
-    df = read_tidy(results_dir) if from_csv else collect(results_dir)
-    runs_dir = results_dir.parent if from_csv else results_dir
-    if df.empty:
-        raise DataError(f"{results_dir}: no finished runs (no */metrics.json)")
-    out_dir = out if out is not None else runs_dir / "tables"
-    paths = [] if from_csv else [write_tidy(df, out_dir / "results.csv")]
-    paths += write_tables(df, out_dir, runs_dir=runs_dir)
+    df, paths = write_report(results_dir, out)
     console.print(summary_rich(summary_table(df), title=f"{df['run'].nunique()} runs"))
     for p in paths:
         console.print(f"wrote {p}", highlight=False)
@@ -479,10 +454,10 @@ def check_cmd(
     update: bool = typer.Option(False, "--update", help="Write the results as the new baseline instead of checking."),
 ) -> None:
     """Compare a results set with a baseline; exit 1 naming every metric that got worse beyond tolerance."""
-    from harness.check import compare, metric_keys, read_baseline, write_baseline
-    from harness.engine import git_commit
+    from harness.report.check import compare, metric_keys, read_baseline, write_baseline
+    from harness.runs import git_commit
     from harness.errors import DataError
-    from harness.results import collect
+    from harness.report.results import collect
 
     df = collect(results_dir)
     if df.empty:
@@ -507,12 +482,12 @@ def check_cmd(
 @app.command("bench")
 @handle_errors
 def bench_cmd(
-    variant: str = typer.Option("baseline,cce,cag,full", "--variant", help="Comma-separated variants."),
+    variant: str = typer.Option(_ALL_VARIANTS, "--variant", help="Comma-separated variants."),
     batch: int = typer.Option(1024, "--batch", min=2, help="Poses per training step and per pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)."),
     impl: str = typer.Option("fast", "--impl",
-                             help="Comma-separated: fast, reference (the released-style slow path), compiled."),
+                             help="Comma-separated: fast, reference (the readable models), compiled."),
     hypotheses: str = typer.Option("1,5", "--hypotheses", help="Hypothesis counts for the end-to-end figure."),
     hid_dim: int = typer.Option(96, "--hid-dim", min=1),
     num_layers: int = typer.Option(5, "--layers", min=1),

@@ -1,7 +1,7 @@
 """One config dataclass with every default in one place (nanoGPT style), and the YAML files under
-``variants/`` that name variants and profiles.
+``harness/configs/`` (package data) that name variants and profiles.
 
-A run's configuration is ``Config()`` updated by a profile (``variants/profiles.yaml``), then by
+A run's configuration is ``Config()`` updated by a profile (``harness/configs/profiles.yaml``), then by
 command-line options. The resolved config is plain data (``asdict``), saved with every run and
 hashed to identify it.
 """
@@ -15,19 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from harness.configs import CONFIG_DIR, load_yaml  # noqa: F401  (load_yaml re-exported)
 from harness.errors import ConfigError
+from harness.protocols import BENCHMARKS
 
-VARIANTS_DIR = Path(__file__).resolve().parent.parent / "variants"
-BENCHMARKS = ("h36m", "3dhp")
 DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
 class Config:
     # --- what -------------------------------------------------------------------------------
-    variant: str = "full"            # baseline | cce | cag | full (variants/variants.yaml)
+    variant: str = "full"            # baseline | cce | cag | full (harness/configs/variants.yaml)
     noise: str = "gaussian"          # gaussian | gmm
     benchmark: str = "h36m"          # h36m | 3dhp
     data_root: str | None = None     # None: the synthetic benchmark the harness generates
@@ -62,7 +60,7 @@ class Config:
     hypotheses: int = 1              # >1: H starts drawn from the noise model (mean and best-of-H)
     gmm_max_components: int = 8
     gmm_max_samples: int = 20000
-    gmm_scale_to_start: bool = True  # GMM draws x 1/sqrt(1 - abar_K): x_K = GT + one residual (engine.gmm_scale)
+    gmm_scale_to_start: bool = True  # GMM draws x 1/sqrt(1 - abar_K): x_K = GT + one residual (noise.gmm_scale)
     # --- optimisation -----------------------------------------------------------------------
     epochs: int = 80
     batch_size: int = 1024
@@ -173,22 +171,8 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Conf
     return dataclasses.replace(cfg, **values)
 
 
-def load_yaml(path: Path) -> Any:
-    """``yaml.safe_load`` with a one-line error naming the file and the line."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
-
-
 def load_profiles(path: Path | None = None) -> dict[str, dict[str, Any]]:
-    path = Path(path) if path else VARIANTS_DIR / "profiles.yaml"
+    path = Path(path) if path else CONFIG_DIR / "profiles.yaml"
     data = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("profiles"), dict):
         raise ConfigError(f"{path}: expected a mapping with a 'profiles' key")
@@ -211,7 +195,7 @@ def resolve_config(profile: str = "quick", overrides: dict[str, Any] | None = No
         raise ConfigError(f"--profile: unknown profile '{profile}'; valid: {', '.join(sorted(profiles))}")
     cfg = apply_overrides(Config(profile=profile), profiles[profile], source=f"profile '{profile}'")
     # a bad value in the profile is blamed on the profile's file, not on the command-line options
-    validate(cfg, source=f"{profiles_path or VARIANTS_DIR / 'profiles.yaml'}: profile '{profile}'")
+    validate(cfg, source=f"{profiles_path or CONFIG_DIR / 'profiles.yaml'}: profile '{profile}'")
     cfg = apply_overrides(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, source="options")
     return validate(cfg, source="options")
 

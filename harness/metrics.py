@@ -16,19 +16,16 @@ feeds millimetres. The scalar metrics return a float and are the means of their 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from harness.data.mpi3dhp import MPI3DHP_SCENES, MPI3DHP_TEST_SEQUENCES
-from harness.skeleton import H36M_ACTIONS, MPI3DHP_EVAL_JOINTS_H36M
+from harness.protocols import (ACTION_ALIASES, AUC_THRESHOLDS_MM, H36M_ACTIONS, MPI3DHP_SCENES,  # noqa: F401
+                               MPI3DHP_TEST_SEQUENCES, PCK_THRESHOLD_MM, action_name)
+from harness.skeleton import MPI3DHP_EVAL_JOINTS_H36M
 
-PCK_THRESHOLD = 150.0
-AUC_THRESHOLDS = tuple(float(t) for t in range(0, 151, 5))  # 0, 5, ..., 150: 31 thresholds
-
-# Names some exports use for VideoPose3D's action names.
-ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
+PCK_THRESHOLD = PCK_THRESHOLD_MM
+AUC_THRESHOLDS = AUC_THRESHOLDS_MM
 
 
 def _pair(pred, gt) -> tuple[np.ndarray, np.ndarray]:
@@ -131,14 +128,6 @@ def auc(pred, gt, thresholds: Sequence[float] = AUC_THRESHOLDS) -> float:
 
 
 # ----------------------------------------------------------------------------------- H36M actions
-def action_name(name: str) -> str:
-    """H36M action without its trailing number: "Walking 1" (or "Walking_1") -> "Walking",
-    "Walking" -> "Walking" (VideoPose3D merges them the same way). "TakingPhoto", "WalkingDog" and
-    "WalkingTogether" map to "Photo", "WalkDog" and "WalkTogether", as ``harness.data.h36m`` does."""
-    base = re.sub(r"[ _]+\d+$", "", str(name).strip())
-    return ACTION_ALIASES.get(base, base)
-
-
 def h36m_per_action(errors_per_frame, actions) -> dict[str, float]:
     """Mean error per action and their average, the way H36M results are reported.
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from harness.errors import ConfigError, DataError
+from harness.variants import NOISES
 
 __all__ = ["CHANNELS", "GaussianNoise", "GMMNoise", "build_noise", "noise_from_dict", "NOISE_NAMES"]
 
@@ -137,7 +138,7 @@ class GMMNoise:
     sqrt(1 - abar_K) eps`` is (up to ``sqrt(abar_K)`` ~ 1) the ground truth plus one residual, the
     very start DDIM inference refines. Unscaled, residuals of a few cm become
     ``sqrt(1 - abar_t) <= 0.17`` times smaller still, so the denoiser sees almost no noise and learns
-    to move the pose by about a millimetre. :func:`harness.engine.build_noise_for` sets it.
+    to move the pose by about a millimetre. :func:`build_noise_for` sets it.
     """
 
     name = "gmm"
@@ -338,7 +339,7 @@ class GMMNoise:
                 f"scale={self.scale:g})")
 
 
-NOISE_NAMES = ("gaussian", "gmm")
+NOISE_NAMES = tuple(NOISES)  # declared in harness/configs/variants.yaml
 
 
 def build_noise(name: str, **kw):
@@ -373,3 +374,48 @@ def noise_from_dict(d: dict[str, Any]):
     if name == "gmm":
         return GMMNoise.from_dict(d)
     raise ConfigError(f"noise state: unknown name '{name}' (valid: {', '.join(NOISE_NAMES)})")
+
+
+# --------------------------------------------------------------------------- the noise of a run
+def build_noise_for(cfg, data: dict, lifter_preds: dict[str, np.ndarray], out: Path):
+    """The training-noise model of run ``cfg``; a GMM fit is cached beside the shared lifter
+    (``<lifter folder>/gmm-k<K>-n<N>.json``, under its lock)."""
+    from harness.runs import lifter_dir
+
+    J = data["train"].num_joints
+    if cfg.noise == "gaussian":
+        return GaussianNoise(num_joints=J)
+    from harness.locks import folder_lock
+
+    path = lifter_dir(cfg, out) / f"gmm-k{cfg.gmm_max_components}-n{cfg.gmm_max_samples}.json"
+    with folder_lock(path.parent):
+        gmm = GMMNoise.load(path) if path.exists() else _fit_gmm(cfg, data, lifter_preds, path)
+    gmm.scale = gmm_scale(cfg)
+    return gmm
+
+
+def gmm_scale(cfg) -> float:
+    """``1 / sqrt(1 - abar_K)`` at the first inference timestep K (released: t = 6, about 30.4),
+    so that training's ``x_K`` is the ground truth plus one fitted residual (see
+    :class:`harness.noise.GMMNoise`); 1 with ``gmm_scale_to_start`` off (raw residuals)."""
+    if not cfg.gmm_scale_to_start:
+        return 1.0
+    from harness.diffusion.scheduler import DDIMScheduler
+
+    sched = DDIMScheduler(beta_start=cfg.beta_start, beta_end=cfg.beta_end, num_train_timesteps=cfg.num_timesteps)
+    k = sched.timesteps(cfg.test_timesteps, cfg.test_num_diffusion_timesteps)[0]
+    return 1.0 / math.sqrt(1.0 - sched.alpha_bar(k))
+
+
+def _fit_gmm(cfg, data: dict, lifter_preds: dict[str, np.ndarray], path: Path):
+    train = data["train"]
+    if "train" not in lifter_preds:
+        raise DataError(f"{cfg.initial_3d}: the GMM noise fit needs initial 3D for every training frame")
+    gt_2d = train.meta.get("pose_2d_gt")
+    d2d = (train.pose_2d - gt_2d) if gt_2d is not None else np.zeros_like(train.pose_2d)
+    d3d = lifter_preds["train"] - train.pose_3d
+    residuals = np.concatenate([d2d, d3d], axis=-1)
+    gmm = GMMNoise.fit(residuals, max_components=cfg.gmm_max_components, seed=cfg.seed,
+                       max_samples=cfg.gmm_max_samples)
+    gmm.save(path)
+    return gmm

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import pickle
 import tempfile
@@ -144,3 +145,29 @@ def save_npz(path: str | Path, compressed: bool = True, **arrays: Any) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             (np.savez_compressed if compressed else np.savez)(fh, **packed)
+
+
+# ------------------------------------------------------------------------------------------ JSON
+def write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+

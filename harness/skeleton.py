@@ -23,10 +23,7 @@ H36M_JOINTS_LEFT = (4, 5, 6, 11, 12, 13)
 H36M_JOINTS_RIGHT = (1, 2, 3, 14, 15, 16)
 H36M_ROOT = 0
 
-# The 15 H36M actions, in the order papers print them.
-H36M_ACTIONS = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing",
-                "Purchases", "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking",
-                "WalkTogether")
+from harness.protocols import H36M_ACTIONS  # noqa: E402,F401  (defined with the protocol)
 
 # --- Stacked Hourglass (MPII-trained) detections: the 17 less Neck/Nose ----------------------
 SH_DROPPED_JOINT = 9

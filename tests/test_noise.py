@@ -172,7 +172,7 @@ def test_gmm_scale_multiplies_draws_and_round_trips(fitted):
 def test_gmm_scale_for_the_released_schedule():
     """1/sqrt(1 - abar_6), abar_6 = prod_{t<=6} (1 - beta_t), betas linear 1e-4..1e-3 over 51."""
     from harness.config import Config
-    from harness.engine import gmm_scale
+    from harness.noise import gmm_scale
 
     betas = np.linspace(1e-4, 1e-3, 51)
     expected = 1.0 / np.sqrt(1.0 - np.prod(1.0 - betas[:7]))

@@ -73,5 +73,4 @@ class PoseSet:
         )
 
 
-H36M_TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
-H36M_TEST_SUBJECTS = ("S9", "S11")
+from harness.protocols import H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS  # noqa: E402,F401

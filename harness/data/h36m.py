@@ -75,7 +75,7 @@ H36M_CAMERAS_FILE = "cameras.h5"
 H36M_LOADER_VERSION = 1
 
 # VideoPose3D / original-H36M spellings -> the names in harness.skeleton.H36M_ACTIONS.
-from harness.metrics import ACTION_ALIASES, action_name  # noqa: E402  (one definition of action names)
+from harness.protocols import ACTION_ALIASES, action_name  # noqa: E402  (one definition of action names)
 
 # The 32-joint skeleton's sides (VideoPose3D's h36m_skeleton).
 _H36M32_LEFT = (6, 7, 8, 9, 10, 16, 17, 18, 19, 20, 21, 22, 23)

@@ -43,6 +43,7 @@ import numpy as np
 from harness.camera import normalize_screen_coordinates
 from harness.data.base import PoseSet
 from harness.errors import ConfigError, DataError
+from harness.protocols import MPI3DHP_SCENES, MPI3DHP_TEST_SEQUENCES, SCENE_OF_SEQUENCE  # noqa: F401
 from harness.safeio import load_npz
 from harness.skeleton import H36M_FROM_3DHP, MPI3DHP_ROOT
 
@@ -51,14 +52,10 @@ TRAIN_FILE = "data_train_3dhp.npz"
 NUM_JOINTS = 17
 JOINT_ORDERS = ("h36m", "3dhp")
 
-MPI3DHP_TEST_SEQUENCES = ("TS1", "TS2", "TS3", "TS4", "TS5", "TS6")
 # (width, height) in pixels.
 MPI3DHP_TEST_RESOLUTION = {"TS1": (2048, 2048), "TS2": (2048, 2048), "TS3": (2048, 2048),
                            "TS4": (2048, 2048), "TS5": (1920, 1080), "TS6": (1920, 1080)}
 MPI3DHP_TRAIN_RESOLUTION = (2048, 2048)
-# Scenes of the test set, in the order papers print them.
-MPI3DHP_SCENES = {"GS": ("TS1", "TS2"), "noGS": ("TS3", "TS4"), "Outdoor": ("TS5", "TS6")}
-SCENE_OF_SEQUENCE = {seq: scene for scene, seqs in MPI3DHP_SCENES.items() for seq in seqs}
 
 _TRAIN_NAME = re.compile(r"S([1-8]) Seq([12])")
 

@@ -18,9 +18,18 @@ full       on     on     the released ``DiffModel`` (jjkislele/monoMotionDiff,  
 
 Main stream (all variants): ``gconv_input`` (ChebConv K=2) -> per layer ``atten_layers[i]``
 (pre-norm residual multi-head self-attention over the nodes + pre-norm residual ``GraphNet`` with a
-learnable adjacency) then ``gconv_layers[i]`` (residual pair of ChebConvs with the projected
-diffusion-time embedding added between them) -> ``gconv_output``. The time embedding is sinusoidal
-(``hid_dim``) then ``temb.dense[0]`` -> swish -> ``temb.dense[1]`` (``emd_dim = 4 * hid_dim``).
+learnable adjacency, :class:`~harness.models.lifter.GraAttenLayer`) then ``gconv_layers[i]``
+(residual pair of ChebConvs with the projected diffusion-time embedding added between them) ->
+``gconv_output``::
+
+    h_0     = gconv_input(x)
+    a_i     = atten_layers[i](h_i)
+    h_{i+1} = a_i + G_2(G_1(a_i) + temb_proj_i(swish(temb)))      # G = dropout(relu(ChebConv(.)))
+    eps     = gconv_output(h_L)
+
+The time embedding is DDPM's sinusoidal one, ``emb(t) = [sin(t f), cos(t f)]`` with
+``f_i = 10000^(-i / (hid/2 - 1))``, then ``temb = dense[1](swish(dense[0](emb(t))))``
+(``emd_dim = 4 * hid_dim``; ``swish(z) = z sigmoid(z)``).
 
 CCE (cross-channel embedding), ``cce=True``: the graph has ``2J = 34`` nodes, ``0..J-1`` holding
 the 2D projections and ``J..2J-1`` the 3D coordinates; edges are the skeleton within each half plus
@@ -36,6 +45,11 @@ embedding, then runs through its own ``atten_layers_t`` / ``gconv_layers_t`` (on
 the main stream). After each layer's attention the streams exchange features both ways,
 ``out = out + guide; guide = guide + out`` (the second uses the updated ``out``), before their
 graph layers. In the last layer only ``out = out + guide`` matters: the guide stream ends there.
+With ``g_0 = gconv_input_t(pose_2d)`` (``fc3`` over the node axis with CCE) added to ``h_0``::
+
+    a_i = atten_layers[i](h_i);  b_i = atten_layers_t[i](g_i)
+    a_i = a_i + b_i;             b_i = b_i + a_i
+    h_{i+1} = gconv_layers[i](a_i);  g_{i+1} = gconv_layers_t[i](b_i)    (i < L - 1)
 
 Consequences kept for fidelity with the released parameter count (and state_dict):
 ``gconv_output_t`` (ChebConv hid -> coords_dim[1]) and the last ``gconv_layers_t`` exist but are
@@ -52,9 +66,8 @@ Graph operators are computed once and kept as non-persistent buffers, so a relea
 loads key for key (the released ``mask`` argument is dropped: the released code only passes an
 all-True mask).
 
-Speed: the forward runs node-major (see :mod:`harness.models.ops` and
-:mod:`harness.models.lifter`); :mod:`harness.models.reference` is the plain released-style
-implementation it is tested against.
+This is the readable model (batch-major ``(B, N, C)``); :mod:`harness.models.fast` runs the same
+parameters faster.
 """
 
 from __future__ import annotations
@@ -66,7 +79,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.graph import ChebConv, GraphConv, cheb_operator, cheb_stack_buffers, register_cheb_stacks
+from harness.models.graph import ChebConv, GraphConv, cheb_operator
 from harness.models.lifter import GraAttenLayer, GraphNet, MultiHeadedAttention
 
 __all__ = ["GCNDiff", "ResChebGCDiff", "TimestepEmbedding", "get_timestep_embedding"]
@@ -124,14 +137,6 @@ class ResChebGCDiff(nn.Module):
         out = self.gconv1(x, cheb) + self.temb_proj(temb_act)[:, None, :]
         return x + self.gconv2(out, cheb)
 
-    def forward_nm(self, x: torch.Tensor, temb_act: torch.Tensor, g: tuple) -> torch.Tensor:
-        """Node-major ``x`` ``(N*B, C)``; ``temb_act`` ``(B, emd_dim)``; ``g`` the graph's
-        :func:`~harness.models.graph.cheb_stacks`."""
-        out = self.gconv1.forward_nm(x, g)
-        b = temb_act.shape[0]
-        out = (out.view(-1, b, out.shape[-1]) + self.temb_proj(temb_act)).view(out.shape)
-        return x + self.gconv2.forward_nm(out, g)
-
 
 class GCNDiff(nn.Module):
     """Cross-joint GCN denoiser with optional CCE and CAG (see the module docstring).
@@ -164,10 +169,8 @@ class GCNDiff(nn.Module):
         self.coords_dim = (3, 3) if cce else (5, 5)
 
         self.register_buffer("cheb", cheb_operator(adj_cross if cce else adj, K=2), persistent=False)
-        register_cheb_stacks(self, "cheb", adj_cross if cce else adj)
         if cag:
             self.register_buffer("cheb_ctx", cheb_operator(adj, K=2), persistent=False)
-            register_cheb_stacks(self, "cheb_ctx", adj)
 
         # Main stream, in the released construction order.
         self.gconv_input = ChebConv(self.coords_dim[0], hid_dim, K=2)
@@ -202,48 +205,36 @@ class GCNDiff(nn.Module):
         return {(False, False): "baseline", (True, False): "cce",
                 (False, True): "cag", (True, True): "full"}[(self.cce, self.cag)]
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, pose_2d: torch.Tensor | None = None) -> torch.Tensor:
+    def check_inputs(self, x: torch.Tensor, pose_2d: torch.Tensor | None) -> None:
+        """Raise ``ValueError`` unless ``x`` is ``(B, J, 5)`` and, with CAG, ``pose_2d`` is given."""
         j = self.num_joints
         if x.dim() != 3 or x.shape[1] != j or x.shape[2] != 5:
             raise ValueError(f"x must be (B, {j}, 5), got {tuple(x.shape)}")
         if self.cag and pose_2d is None:
             raise ValueError(f"variant {self.variant!r} needs pose_2d (B, {j}, 2)")
-        b = x.shape[0]
-        temb_act = F.silu(self.temb(t))
-        g = cheb_stack_buffers(self, "cheb")
-        n = 2 * j if self.cce else j
 
-        xn = x.transpose(0, 1)                                      # (J, B, 5) node-major view
+    def forward(self, x: torch.Tensor, t: torch.Tensor, pose_2d: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_inputs(x, pose_2d)
+        j = self.num_joints
+        temb_act = F.silu(self.temb(t))        # swish(temb): the same in every layer
         if self.cce:  # nodes 0..J-1: fc1(u, v); nodes J..2J-1: (x, y, z)
-            h = torch.cat((self.fc1(xn[..., :2]), xn[..., 2:]), dim=0).reshape(n * b, 3)
-        else:
-            h = xn.reshape(n * b, 5)
-        out = self.gconv_input.forward_nm(h, g)                    # (N*B, hid)
-
-        if not self.cag:
-            for atten, gconv in zip(self.atten_layers, self.gconv_layers):
-                out = gconv.forward_nm(atten.forward_nm(out, n), temb_act, g)
-        else:
-            p2 = pose_2d.transpose(0, 1).reshape(j * b, 2)
-            guide = self.gconv_input_t.forward_nm(p2, cheb_stack_buffers(self, "cheb_ctx"))
-            if self.cce:  # fc3 over the node axis, 17 -> 34: one GEMM on the node-major rows
-                w = self.fc3.weight.to(guide.dtype)
-                guide = torch.addmm(self.fc3.bias.to(guide.dtype).view(-1, 1), w,
-                                    guide.view(j, -1)).view(n * b, -1)
+            x = torch.cat((self.fc1(x[..., :2]), x[..., 2:]), dim=1)         # (B, 2J, 3)
+        out = self.gconv_input(x, self.cheb)
+        if self.cag:
+            guide = self.gconv_input_t(pose_2d, self.cheb_ctx)
+            if self.cce:  # fc3 over the node axis, J -> 2J
+                guide = self.fc3(guide.transpose(1, 2)).transpose(1, 2)
             out = out + guide
-            last = self.n_layers - 1
-            for i in range(self.n_layers):
-                out = self.atten_layers[i].forward_nm(out, n)
-                guide = self.atten_layers_t[i].forward_nm(guide, n)
+        for i in range(self.n_layers):
+            out = self.atten_layers[i](out)
+            if self.cag:
+                guide = self.atten_layers_t[i](guide)
                 out = out + guide
-                if i == last:  # the guide stream stops here (its last graph layer is unused)
-                    out = self.gconv_layers[i].forward_nm(out, temb_act, g)
-                    break
                 guide = guide + out
-                out = self.gconv_layers[i].forward_nm(out, temb_act, g)
-                guide = self.gconv_layers_t[i].forward_nm(guide, temb_act, g)
-
-        out = self.gconv_output.forward_nm(out, g).view(n, b, -1)
+            out = self.gconv_layers[i](out, temb_act, self.cheb)
+            if self.cag and i < self.n_layers - 1:  # the last guide graph layer is unused, as released
+                guide = self.gconv_layers_t[i](guide, temb_act, self.cheb)
+        out = self.gconv_output(out, self.cheb)
         if self.cce:  # read out: each joint's 2D-node and 3D-node outputs side by side -> 5
-            out = self.fc2(torch.cat((out[:j], out[j:]), dim=-1))
-        return out.transpose(0, 1).contiguous()
+            out = self.fc2(torch.cat((out[:, :j], out[:, j:]), dim=-1))
+        return out

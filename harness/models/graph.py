@@ -4,8 +4,8 @@ Graph construction follows the released code of GraFormer (``network/ChebConv.py
 (``models/ChebConv.py``), which is also what the cross-channel paper's code uses
 (``models/backbone/ChebConv.py`` of jjkislele/monoMotionDiff):
 
-* :func:`adj_mx_from_edges`: the binary adjacency of the (undirected) edge list, plus self loops,
-  row-normalised (``D^-1 (A + I)``), as a dense float tensor. This is the ``adj`` the released
+* :func:`adj_mx_from_edges`: the binary adjacency of the (undirected) edge list plus self loops,
+  row-normalised, ``adj = D^-1 (A + I)``, as a dense float tensor: the ``adj`` the released
   models carry around.
 * :func:`cheb_polynomials`: what the released ``ChebConv.forward`` recomputes on every call from
   that ``adj``: the symmetrically normalised Laplacian ``L = I - D^-1/2 adj D^-1/2`` (``D`` the
@@ -17,14 +17,9 @@ Graph construction follows the released code of GraFormer (``network/ChebConv.py
 Note on "normalisation": the released ``adj`` is *row*-normalised; the symmetric normalisation
 happens in the Laplacian above. Both steps are reproduced exactly.
 
-The graph layers take their operators as arguments (the released ones take ``adj``), so a model
-computes its operators once (non-persistent buffers) and every layer shares them. Two entry points:
-
-* ``forward(x (B, N, C), op)`` with ``op`` from :func:`cheb_operator`: the batch-major API (one
-  batched matmul of the operator broadcast with a stride-0 ``expand``, then one GEMM);
-* ``forward_nm(x (N*B, C), g)``: the node-major fast path the models use (see
-  :mod:`harness.models.ops`), with ``g`` the stacked polynomials of :func:`cheb_stacks`
-  (``T_0 = I`` needs no product).
+The graph layers take their operator as an argument (the released ones take ``adj``), so a model
+computes it once (a non-persistent buffer) and every layer shares it. Tensors are batch-major,
+``(B, N, C)``.
 """
 
 from __future__ import annotations
@@ -36,7 +31,6 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from harness.models import ops
 from harness.skeleton import H36M_PARENTS, h36m_edges
 
 __all__ = [
@@ -44,9 +38,6 @@ __all__ = [
     "adj_mx_from_edges",
     "cheb_operator",
     "cheb_polynomials",
-    "cheb_stacks",
-    "cheb_stack_buffers",
-    "register_cheb_stacks",
     "cross_channel_adjacency",
     "cross_channel_edges",
     "h36m_adjacency",
@@ -113,31 +104,6 @@ def cheb_operator(adj: torch.Tensor, K: int = 2, dtype: torch.dtype = torch.floa
     return polys.transpose(0, 1).reshape(n * k1, n).to(dtype).contiguous()
 
 
-def cheb_stacks(adj: torch.Tensor, dtype: torch.dtype = torch.float32
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The node-major fast path's operators (K = 2), from :func:`cheb_polynomials` (float64, then
-    cast): ``t12 = [T_1; T_2]`` stacked by rows ``(2N, N)``; ``t12_h = [T_1 | T_2]`` side by side
-    ``(N, 2N)``; ``t12t = [T_1^T; T_2^T]`` ``(2N, N)`` (the polynomials of the row-normalised
-    adjacency are not symmetric)."""
-    polys = cheb_polynomials(adj, K=2, dtype=torch.float64)
-    n = polys.shape[1]
-    t12 = polys[1:].reshape(2 * n, n)
-    t12_h = polys[1:].permute(1, 0, 2).reshape(n, 2 * n)
-    t12t = polys[1:].transpose(1, 2).reshape(2 * n, n)
-    return tuple(t.to(dtype).contiguous() for t in (t12, t12_h, t12t))
-
-
-def register_cheb_stacks(module: nn.Module, prefix: str, adj: torch.Tensor) -> None:
-    """Register :func:`cheb_stacks` of ``adj`` on ``module`` as non-persistent buffers
-    ``<prefix>_t12``, ``<prefix>_t12_h``, ``<prefix>_t12t``."""
-    for name, t in zip(("t12", "t12_h", "t12t"), cheb_stacks(adj)):
-        module.register_buffer(f"{prefix}_{name}", t, persistent=False)
-
-
-def cheb_stack_buffers(module: nn.Module, prefix: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (getattr(module, f"{prefix}_t12"), getattr(module, f"{prefix}_t12_h"), getattr(module, f"{prefix}_t12t"))
-
-
 def h36m_adjacency(parents: Sequence[int] = H36M_PARENTS) -> torch.Tensor:
     """The 17-joint Human3.6M skeleton graph (``adj_mx_from_edges`` of its 16 bones)."""
     return adj_mx_from_edges(len(parents), h36m_edges(tuple(parents)))
@@ -162,11 +128,16 @@ def cross_channel_adjacency(parents: Sequence[int] = H36M_PARENTS) -> torch.Tens
 # --- graph layers --------------------------------------------------------------------------------
 
 class ChebConv(nn.Module):
-    """Chebyshev graph convolution ``out = sum_k T_k X W_k + b`` (released ``ChebConv``).
+    """Chebyshev graph convolution (released ``ChebConv``, ``K = 2`` in every model)::
 
-    Parameters keep the released names and shapes (``weight (K+1, 1, in_c, out_c)``, xavier-normal;
-    ``bias (1, 1, out_c)``, zeros). ``forward(x (B, N, in_c), op (N*(K+1), N)) -> (B, N, out_c)``,
-    where ``op`` comes from :func:`cheb_operator`.
+        out = sum_{k=0}^{K} T_k X W_k + b
+
+    ``T_k`` the polynomials of :func:`cheb_polynomials`. Parameters keep the released names and
+    shapes: ``weight (K+1, 1, in_c, out_c)`` (xavier-normal), ``bias (1, 1, out_c)`` (zeros).
+
+    ``forward(x (B, N, in_c), op (N*(K+1), N)) -> (B, N, out_c)``, ``op`` from
+    :func:`cheb_operator` (the released code rebuilds the polynomials from ``adj`` on every call;
+    they are the same numbers up to float32 rounding).
     """
 
     def __init__(self, in_c: int, out_c: int, K: int = 2, bias: bool = True):
@@ -180,27 +151,18 @@ class ChebConv(nn.Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: torch.Tensor, op: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        k1 = self.K + 1
-        # (B, N*(K+1), C) == (B, N, (K+1)*C): every polynomial applied to every sample in one bmm.
-        h = torch.bmm(op.expand(b, n * k1, n), x).view(b * n, k1 * c)
-        w = self.weight.view(k1 * c, self.out_c)
-        out = h @ w if self.bias is None else torch.addmm(self.bias.view(1, -1), h, w)
-        return out.view(b, n, self.out_c)
-
-    def forward_nm(self, x: torch.Tensor, g: tuple) -> torch.Tensor:
-        """Node-major ``x`` ``(N*B, in_c)`` -> ``(N*B, out_c)``; ``g`` from :func:`cheb_stacks`."""
-        if self.K != 2 or self.bias is None:
-            raise NotImplementedError("the node-major path implements K = 2 with a bias (as released)")
-        return ops.cheb_conv(x, g, self.weight, self.bias)
+        n = op.shape[1]
+        polys = op.view(n, self.K + 1, n).transpose(0, 1).unsqueeze(1)   # (K+1, 1, N, N)
+        out = torch.matmul(torch.matmul(polys, x), self.weight).sum(dim=0)  # (K+1, B, N, D) -> sum_k
+        return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
         return f"in_c={self.in_c}, out_c={self.out_c}, K={self.K}"
 
 
 class GraphConv(nn.Module):
-    """Released ``_GraphConv``: ``ChebConv`` (K=2) -> ReLU -> dropout (the released extra ReLU after
-    the dropout is a no-op on non-negative values and is folded away)."""
+    """Released ``_GraphConv``: ``dropout(relu(ChebConv(x)))`` (``K = 2``; the released extra ReLU
+    after the dropout is a no-op on non-negative values and is left out)."""
 
     def __init__(self, input_dim: int, output_dim: int, p_dropout: float | None = None):
         super().__init__()
@@ -211,12 +173,6 @@ class GraphConv(nn.Module):
     def forward(self, x: torch.Tensor, op: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.gconv(x, op))
         return self.dropout(x) if self.dropout is not None else x
-
-    def forward_nm(self, x: torch.Tensor, g: tuple) -> torch.Tensor:
-        """Node-major: ChebConv, ReLU and dropout fused (:func:`harness.models.ops.cheb_conv`)."""
-        p = self.dropout.p if self.dropout is not None else 0.0
-        return ops.cheb_conv(x, g, self.gconv.weight, self.gconv.bias, relu=True,
-                             p_drop=p, training=self.training)
 
 
 class ResChebGC(nn.Module):
@@ -229,6 +185,3 @@ class ResChebGC(nn.Module):
 
     def forward(self, x: torch.Tensor, op: torch.Tensor) -> torch.Tensor:
         return x + self.gconv2(self.gconv1(x, op), op)
-
-    def forward_nm(self, x: torch.Tensor, g: tuple) -> torch.Tensor:
-        return x + self.gconv2.forward_nm(self.gconv1.forward_nm(x, g), g)

@@ -1,40 +1,46 @@
 """GraFormer 2D -> 3D lifter and the graph-attention blocks it shares with the denoisers.
 
-A clean re-implementation of ``network/GraFormer.py`` of Graformer/GraFormer (the copy DiffPose ships
-as ``models/GraFormer.py`` and the cross-channel paper as ``models/backbone/GraFormer.py`` is the
-same). Same math, same module and parameter names (a released ``state_dict`` maps key for key;
-graph operators are non-persistent buffers so they add no keys), but:
+A re-implementation of ``network/GraFormer.py`` of Graformer/GraFormer (DiffPose ships the same
+file as ``models/GraFormer.py``, the cross-channel paper as ``models/backbone/GraFormer.py``),
+batch-major ``(B, N, C)``, with the released module and parameter names (a released
+``state_dict`` maps key for key; graph operators are non-persistent buffers, so they add no keys).
 
-* the model runs *node-major* (see :mod:`harness.models.ops`): graph products are single GEMMs of
-  the operator against the whole batch, per-node linear maps are single GEMMs over all nodes;
-* graph operators (Chebyshev polynomials) are computed once at construction, not per call;
-* the learnable-adjacency graph layers normalise ``A_hat`` once per forward and apply it to the
-  whole batch with one GEMM (the released code ``repeat``s it per sample);
-* the Q/K/V projections run as one GEMM; attention without dropout (evaluation) is
-  ``F.scaled_dot_product_attention`` (the released code only ever passes an all-True mask, which
-  is a no-op, so there is none); in training the attention weights get their dropout;
-* the custom ``LayerNorm`` (unbiased std, ``eps`` added to the std) keeps its math (it is not
-  ``nn.LayerNorm``'s) with a fused kernel for the statistics and a hand-written backward;
-* ChebConv + ReLU + dropout run as one fused autograd Function; dropout masks are cheap to draw.
+One layer (:class:`GraAttenLayer`) is two pre-norm residual sublayers::
 
-Every block keeps a batch-major ``forward`` (``(B, N, C)`` in and out) as its API; the models call
-the node-major ``forward_nm`` methods.
+    x = x + dropout(MHA(LN(x)))           # self-attention over the N nodes
+    x = x + dropout(GraphNet(LN(x)))      # two graph layers over a learnable adjacency
 
-Initialisation follows the released constructors, including their quirks, so a seed gives the same
-weights: one ``MultiHeadedAttention`` and one ``GraphNet`` prototype are built and *deep-copied* into
-every layer (all layers start identical), and inside the attention the four projections are
+* ``LN`` is the released LayerNorm (not ``nn.LayerNorm``): ``a_2 * (x - mean) / (std + eps) + b_2``
+  with the *unbiased* std and ``eps = 1e-6`` added to the std.
+* ``MHA`` is multi-head attention with ``h`` heads of ``d_k = C / h``:
+  ``head_i = softmax(Q_i K_i^T / sqrt(d_k)) V_i`` (``Q = x W_q^T + b_q``, likewise ``K``, ``V``;
+  dropout 0.1 on the attention weights), ``MHA(x) = [head_1 .. head_h] W_o^T + b_o``. The released
+  code passes an all-True mask, a no-op, so there is none.
+* ``GraphNet(x) = fc2(L relu(fc1(L x)))`` with ``L = D^-1/2 A_hat D^-1/2``, ``D = diag(column sums
+  of A_hat + 1e-5)`` (released ``LAM_Gconv.laplacian_batch``), ``A_hat`` learnable (init ``I``).
+
+The lifter (:class:`GraFormer`) is ChebConv in, ``num_layers`` x (GraAttenLayer, residual
+ChebConv pair), ChebConv out (:mod:`harness.models.graph`)::
+
+    h_0 = gconv_input(x);  h_{i+1} = gconv_layers[i](atten_layers[i](h_i));  y = gconv_output(h_L)
+
+Initialisation follows the released constructors, quirks included, so a seed gives the same
+weights: one ``MultiHeadedAttention`` and one ``GraphNet`` prototype are built and *deep-copied*
+into every layer (all layers start identical), and inside the attention the four projections are
 deep copies of one ``nn.Linear``.
+
+This is the readable model; :mod:`harness.models.fast` runs the same parameters faster.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
 
-from harness.models import ops
-from harness.models.graph import ChebConv, ResChebGC, cheb_operator, cheb_stack_buffers, register_cheb_stacks
+from harness.models.graph import ChebConv, ResChebGC, cheb_operator
 
 __all__ = [
     "GraAttenLayer",
@@ -54,7 +60,8 @@ def clones(module: nn.Module, n: int) -> nn.ModuleList:
 
 
 class LayerNorm(nn.Module):
-    """Released LayerNorm: ``a_2 * (x - mean) / (std + eps) + b_2`` with the *unbiased* std."""
+    """Released LayerNorm over the last dim: ``a_2 * (x - mean) / (std + eps) + b_2``, ``std``
+    the *unbiased* standard deviation."""
 
     def __init__(self, features: int, eps: float = 1e-6):
         super().__init__()
@@ -63,7 +70,9 @@ class LayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.layer_norm(x, self.a_2, self.b_2, self.eps)
+        mean = x.mean(-1, keepdim=True)
+        std = x.std(-1, keepdim=True)
+        return self.a_2 * (x - mean) / (std + self.eps) + self.b_2
 
 
 class SublayerConnection(nn.Module):
@@ -75,12 +84,13 @@ class SublayerConnection(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:
-        return ops.residual_dropout(x, sublayer(self.norm(x)), self.dropout.p, self.training)
+        return x + self.dropout(sublayer(self.norm(x)))
 
 
 class MultiHeadedAttention(nn.Module):
-    """Multi-head self-attention over the nodes. ``linears[0..2]`` are the Q, K, V projections,
-    ``linears[3]`` the output; ``dropout`` (0.1 as released) acts on the attention weights."""
+    """Multi-head self-attention over the nodes (see the module docstring). ``linears[0..2]`` are
+    the Q, K, V projections, ``linears[3]`` the output; ``dropout`` (0.1 as released) acts on the
+    attention weights. ``forward(x (B, N, d_model)) -> (B, N, d_model)``."""
 
     def __init__(self, h: int, d_model: int, dropout: float = 0.1):
         super().__init__()
@@ -91,29 +101,19 @@ class MultiHeadedAttention(nn.Module):
         self.linears = clones(nn.Linear(d_model, d_model), 4)
         self.dropout = nn.Dropout(p=dropout)
 
-    def qkv_params(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Q, K, V projections stacked with rows ordered (head, q|k|v, d_k)."""
-        q, k, v = self.linears[0], self.linears[1], self.linears[2]
-        d = q.weight.shape[1]
-        w = torch.stack([m.weight.view(self.h, self.d_k, d) for m in (q, k, v)], dim=1).reshape(3 * d, d)
-        b = torch.stack([m.bias.view(self.h, self.d_k) for m in (q, k, v)], dim=1).reshape(3 * d)
-        return w, b
-
-    def forward_nm(self, x: torch.Tensor, n: int, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """Node-major ``x`` ``(N*B, d_model)`` over ``n`` nodes (``+ residual`` if given)."""
-        w, b = self.qkv_params()
-        out = self.linears[3]
-        return ops.attention(x, n, self.h, w, b, out.weight, out.bias, self.dropout.p, self.training,
-                             residual=residual)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        y = self.forward_nm(x.transpose(0, 1).reshape(n * b, d), n)
-        return y.view(n, b, d).transpose(0, 1)
+        b, n, _ = x.shape
+        q, k, v = (lin(x).view(b, n, self.h, self.d_k).transpose(1, 2)      # (B, h, N, d_k)
+                   for lin in self.linears[:3])
+        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
+        p_attn = self.dropout(torch.softmax(scores, dim=-1))
+        heads = torch.matmul(p_attn, v).transpose(1, 2).reshape(b, n, self.h * self.d_k)
+        return self.linears[3](heads)
 
 
 class LAMGconv(nn.Module):
-    """Released ``LAM_Gconv``: ``act(fc(L @ X))`` with ``L`` the normalised learnable adjacency."""
+    """Released ``LAM_Gconv``: ``act(fc(L @ x))``, ``L`` the normalised learnable adjacency
+    (:meth:`GraphNet.laplacian`); ``act`` is ReLU or none."""
 
     def __init__(self, in_features: int, out_features: int, activation: bool = True):
         super().__init__()
@@ -121,34 +121,13 @@ class LAMGconv(nn.Module):
         self.activation = nn.ReLU() if activation else None
 
     def forward(self, x: torch.Tensor, lap: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        x = self.fc(torch.bmm(lap.expand(b, n, n), x))
+        x = self.fc(torch.matmul(lap, x))
         return self.activation(x) if self.activation is not None else x
-
-    def forward_nm(self, x: torch.Tensor, lap: torch.Tensor) -> torch.Tensor:
-        """Node-major: ``L @ X`` is one GEMM ``(N, N) @ (N, B*C)``."""
-        rows, c = x.shape
-        n = lap.shape[0]
-        lx = ops.graph_mm(lap, x.view(n, -1)).view(rows, c)
-        return ops.linear(lx, self.fc.weight, self.fc.bias, relu=self.activation is not None)
-
-    def forward_nm_weights_first(self, x: torch.Tensor, lap: torch.Tensor,
-                                 residual: torch.Tensor | None = None) -> torch.Tensor:
-        """Same function, ``fc(L X) = L (X W^T) + b``: for a layer that narrows the features
-        the graph product then runs on the fewer output channels (no activation); ``+ residual``
-        if given."""
-        rows = x.shape[0]
-        n = lap.shape[0]
-        xw = ops.linear(x, self.fc.weight, None)
-        d = xw.shape[1]
-        add = None if residual is None else residual.view(n, -1)
-        return ops.graph_mm(lap, xw.view(n, -1), col_bias=self.fc.bias, add=add).view(rows, d)
 
 
 class GraphNet(nn.Module):
-    """Released ``GraphNet``: two :class:`LAMGconv` over a learnable adjacency ``A_hat`` (init
-    identity). ``L = d_i A_ij d_j`` with ``d = (column sums of A_hat + 1e-5)^-1/2`` (the released
-    ``laplacian_batch``), computed once per forward and shared by both layers."""
+    """Released ``GraphNet``: ``gconv2(gconv1(x))``, two :class:`LAMGconv` (``C -> 2C`` with ReLU,
+    ``2C -> C`` without) over one learnable adjacency ``A_hat`` (init identity)."""
 
     def __init__(self, in_features: int = 2, out_features: int = 2, n_pts: int = 21):
         super().__init__()
@@ -158,22 +137,14 @@ class GraphNet(nn.Module):
 
     @staticmethod
     def laplacian(a_hat: torch.Tensor) -> torch.Tensor:
+        """``L_ij = d_i A_ij d_j``, ``d = (column sums of A_hat + 1e-5)^-1/2`` (released
+        ``laplacian_batch``; the released code repeats ``A_hat`` per sample first)."""
         d = (a_hat.sum(dim=0) + 1e-5) ** -0.5
         return d[:, None] * a_hat * d[None, :]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        y = self.forward_nm(x.transpose(0, 1).reshape(n * b, c))
-        return y.view(n, b, -1).transpose(0, 1)
-
-    def forward_nm(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         lap = self.laplacian(self.A_hat)
-        h = self.gconv1.forward_nm(x, lap)
-        g2 = self.gconv2
-        if g2.activation is None and g2.fc.out_features < g2.fc.in_features:
-            return g2.forward_nm_weights_first(h, lap, residual)
-        y = g2.forward_nm(h, lap)
-        return y if residual is None else y + residual
+        return self.gconv2(self.gconv1(x, lap), lap)
 
 
 class GraAttenLayer(nn.Module):
@@ -187,16 +158,8 @@ class GraAttenLayer(nn.Module):
         self.size = size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        y = self.forward_nm(x.transpose(0, 1).reshape(n * b, c), n)
-        return y.view(n, b, c).transpose(0, 1)
-
-    def forward_nm(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        if not self.training:  # no dropout: the residual adds fuse into the last GEMMs
-            x = self.self_attn.forward_nm(self.sublayer[0].norm(x), n, residual=x)
-            return self.feed_forward.forward_nm(self.sublayer[1].norm(x), residual=x)
-        x = self.sublayer[0](x, lambda h: self.self_attn.forward_nm(h, n))
-        return self.sublayer[1](x, self.feed_forward.forward_nm)
+        x = self.sublayer[0](x, self.self_attn)
+        return self.sublayer[1](x, self.feed_forward)
 
 
 class GraFormer(nn.Module):
@@ -216,7 +179,6 @@ class GraFormer(nn.Module):
         self.n_layers = num_layers
         self.num_joints = num_joints
         self.register_buffer("cheb", cheb_operator(adj, K=2), persistent=False)
-        register_cheb_stacks(self, "cheb", adj)
 
         # Construction order as released (it fixes which random numbers each weight gets).
         self.gconv_input = ChebConv(coords_dim[0], hid_dim, K=2)
@@ -231,11 +193,7 @@ class GraFormer(nn.Module):
         self.gconv_output = ChebConv(hid_dim, coords_dim[1], K=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, j, c = x.shape
-        g = cheb_stack_buffers(self, "cheb")
-        out = self.gconv_input.forward_nm(x.transpose(0, 1).reshape(j * b, c), g)
+        out = self.gconv_input(x, self.cheb)
         for atten, gconv in zip(self.atten_layers, self.gconv_layers):
-            out = gconv.forward_nm(atten.forward_nm(out, j), g)
-        out = self.gconv_output.forward_nm(out, g)
-        return out.view(j, b, -1).transpose(0, 1).contiguous()
-
+            out = gconv(atten(out), self.cheb)
+        return self.gconv_output(out, self.cheb)

@@ -1,4 +1,4 @@
-"""Denoiser variants: parameter counts, graphs, conditioning, and a float64 reference forward.
+"""Denoiser variants (the readable model): parameter counts, graphs, conditioning, and a float64 reference forward.
 
 The reference (``ref_forward``) is written from the papers' description in plain numpy, straight
 from the state_dict and the skeleton edges, with none of the model's code: the model must agree

@@ -1,4 +1,5 @@
-"""GraFormer lifter, the skeleton graph and the shared blocks, checked against hand-written math."""
+"""GraFormer lifter (the readable model), the skeleton graph and the shared blocks, checked against
+hand-written math and against the released code's way of computing them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from harness.models import build_lifter, count_parameters
-from harness.models.graph import (ChebConv, adj_mx_from_edges, cheb_operator, cheb_polynomials,
+from harness.models.graph import (ChebConv, GraphConv, adj_mx_from_edges, cheb_operator, cheb_polynomials,
                                   h36m_adjacency, num_undirected_edges)
 from harness.models.lifter import GraphNet, LayerNorm, MultiHeadedAttention
 from harness.skeleton import H36M_PARENTS, h36m_edges
@@ -118,6 +119,66 @@ def test_graphnet_normalises_by_column_sums():
     f1, f2 = gn.gconv1.fc, gn.gconv2.fc
     expect = f2(lap @ torch.relu(f1(lap @ x)))
     torch.testing.assert_close(gn(x), expect)
+
+
+# --- released-code details the readable blocks fold away -----------------------------------------
+
+def _released_cheb_conv(conv, x, adj):
+    """The released ``ChebConv.forward``: Laplacian and polynomials rebuilt from ``adj`` per call."""
+    eye = torch.eye(adj.size(0), dtype=adj.dtype)
+    d = torch.diag(torch.sum(adj, dim=-1) ** (-1 / 2))
+    lap = eye - torch.mm(torch.mm(d, adj), d)
+    polys = torch.stack([eye, lap, 2 * torch.mm(lap, lap) - eye])
+    out = torch.matmul(torch.matmul(polys.unsqueeze(1), x), conv.weight).sum(dim=0)
+    return out + conv.bias
+
+
+def test_chebconv_matches_the_released_per_call_laplacian_float32():
+    torch.manual_seed(5)
+    conv = ChebConv(8, 6, K=2)
+    with torch.no_grad():
+        conv.bias.normal_()
+    x = torch.randn(4, 17, 8)
+    adj = h36m_adjacency()
+    expect = _released_cheb_conv(conv, x, adj)
+    torch.testing.assert_close(conv(x, cheb_operator(adj)), expect, rtol=0, atol=2e-6 * expect.abs().max().item())
+
+
+def test_graphconv_is_the_released_relu_dropout_relu():
+    torch.manual_seed(6)
+    gc = GraphConv(8, 8, p_dropout=0.3).train()
+    x, op = torch.randn(3, 17, 8), cheb_operator(h36m_adjacency())
+    torch.manual_seed(7)
+    got = gc(x, op)
+    torch.manual_seed(7)
+    expect = gc.relu(gc.dropout(gc.relu(gc.gconv(x, op))))
+    assert torch.equal(got, expect) and bool((got == 0).any())
+
+
+def test_graphnet_matches_the_released_laplacian_batch_float32():
+    torch.manual_seed(8)
+    gn = GraphNet(6, 6, n_pts=17)
+    with torch.no_grad():
+        gn.A_hat.add_(0.2 * torch.rand(17, 17))
+    x = torch.randn(5, 17, 6)
+    a_hat = gn.A_hat.unsqueeze(0).repeat(x.shape[0], 1, 1)          # released: one copy per sample
+    d_hat = (torch.sum(a_hat, 1) + 1e-5) ** (-0.5)
+    lap = d_hat.view(5, 17, 1) * a_hat * d_hat.view(5, 1, 17)
+    h = torch.relu(gn.gconv1.fc(torch.bmm(lap, x)))
+    expect = gn.gconv2.fc(torch.bmm(lap, h))
+    torch.testing.assert_close(gn(x), expect, rtol=1e-5, atol=1e-6)
+
+
+def test_attention_with_the_released_all_true_mask_is_the_same():
+    torch.manual_seed(9)
+    mha = MultiHeadedAttention(2, 8).eval()
+    x = torch.randn(3, 5, 8)
+    q, k, v = (lin(x).view(3, -1, 2, 4).transpose(1, 2) for lin in mha.linears[:3])
+    scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(4)
+    mask = torch.tensor([[[True] * 5]]).unsqueeze(1)   # what the released scripts pass as src_mask
+    p = torch.softmax(scores.masked_fill(mask == 0, -1e9), dim=-1)
+    expect = mha.linears[3](torch.matmul(p, v).transpose(1, 2).contiguous().view(3, -1, 8))
+    torch.testing.assert_close(mha(x), expect)
 
 
 # --- lifter --------------------------------------------------------------------------------------

@@ -1,0 +1,63 @@
+"""Where a run computes: device selection, autocast, data resident on the device, machine facts.
+
+``--device auto`` is CUDA when torch sees a GPU, else the CPU; a split's arrays are copied to the
+device once (:class:`DeviceData`) and batched there by index, with no per-sample Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.config import DEVICES
+from harness.data.base import PoseSet
+from harness.errors import ConfigError
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; a one-line ConfigError otherwise."""
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise ConfigError(f"--device {name!r}: must be one of {', '.join(DEVICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine (use --device auto or cpu)")
+    return dev
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on ``device`` for ``precision == "bf16"``, else a no-op context."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class DeviceData:
+    """A split's inputs on the device: 2D (N,J,2), 3D (N,J,3)."""
+
+    pose_2d: torch.Tensor
+    pose_3d: torch.Tensor
+
+    @classmethod
+    def from_poseset(cls, ps: PoseSet, device: torch.device) -> "DeviceData":
+        return cls(torch.from_numpy(np.ascontiguousarray(ps.pose_2d, dtype=np.float32)).to(device),
+                   torch.from_numpy(np.ascontiguousarray(ps.pose_3d, dtype=np.float32)).to(device))
+
+    def __len__(self) -> int:
+        return int(self.pose_2d.shape[0])

@@ -1,0 +1,100 @@
+"""The first stage: the initial 3D pose from a GraFormer lifter, trained once per benchmark, seed and
+lifter config and shared by every variant (``<out>/shared/lifter-*``, under a lock), or the user's own
+initial 3D (``--initial-3d``).
+
+Released inference (monoMotionDiff ``runners/diffpose.py``): the lifter's output, made root-relative,
+is the 3D half of the sampler's start ``x_K``. At test time this harness averages the lifter with its
+prediction on the flipped input (``test_flip``); training-split predictions (for the GMM noise fit)
+are not flipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from harness.config import Config
+from harness.data.base import PoseSet
+from harness.device import DeviceData, autocast
+from harness.safeio import atomic_path, write_json
+from harness.train.augment import Flip
+from harness.train.loop import train_lifter as train_lifter_model
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def build_lifter_for(cfg: Config) -> torch.nn.Module:
+    """The GraFormer lifter at the config's size, on the fast path (:mod:`harness.models.fast`)."""
+    from harness.models.fast import build_lifter
+
+    return build_lifter(hid_dim=cfg.lifter_hid_dim, num_layers=cfg.lifter_layers, n_head=cfg.lifter_heads,
+                        dropout=cfg.lifter_dropout)
+
+
+def _predict(model_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int) -> torch.Tensor:
+    outs = [model_fn(x[i:i + batch]) for i in range(0, x.shape[0], batch)]
+    return torch.cat(outs, 0) if outs else x.new_zeros((0,))
+
+
+def lifter_predict(model: torch.nn.Module, pose_2d: torch.Tensor, flip: Flip, batch: int, precision: str,
+                   device: torch.device, test_flip: bool = True) -> torch.Tensor:
+    """Root-relative 3D from the lifter, averaged with the flipped input's (un-flipped) prediction."""
+    model.eval()
+
+    def fn(x):
+        with torch.no_grad(), autocast(device, precision):
+            y = model(x).float()
+            if test_flip:
+                y = 0.5 * (y + flip(model(flip(x)).float()))
+        return y - y[:, :1]
+
+    return _predict(fn, pose_2d, batch)
+
+
+def train_lifter(cfg: Config, data: dict[str, PoseSet], out: Path, device: torch.device,
+                 progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
+    """Train (or reuse, or resume) the shared GraFormer lifter; return its predictions on both splits.
+    A lock on its folder makes a second process wait for the first instead of training it twice."""
+    from harness.data.initial3d import initial_predictions
+    from harness.locks import folder_lock
+    from harness.runs import lifter_dir
+
+    if cfg.initial_3d:
+        return initial_predictions(Path(cfg.initial_3d), data)
+    with folder_lock(lifter_dir(cfg, out)):
+        return _train_lifter(cfg, data, out, device, progress)
+
+
+def _train_lifter(cfg: Config, data: dict[str, PoseSet], out: Path, device: torch.device,
+                  progress: ProgressFn | None) -> dict[str, np.ndarray]:
+    from harness.runs import lifter_dir
+
+    folder = lifter_dir(cfg, out)
+    pred_path = folder / "predictions.npz"
+    if pred_path.exists():
+        with np.load(pred_path, allow_pickle=False) as z:
+            preds = {k: z[k] for k in z.files}
+        if preds.get("train", np.zeros(0)).shape[:1] == (len(data["train"]),) and \
+                preds.get("test", np.zeros(0)).shape[:1] == (len(data["test"]),):
+            return preds
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg_dict = cfg.to_dict()
+    write_json(folder / "config.json", {k: cfg_dict[k] for k in Config.LIFTER_KEYS})
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    model = build_lifter_for(cfg).to(device)
+    train_lifter_model(cfg, model, data["train"], folder, device, gen, progress)
+    flip = Flip(data["train"].num_joints, device=device)
+    preds = {}
+    for split in ("train", "test"):
+        dd = DeviceData.from_poseset(data[split], device)
+        preds[split] = lifter_predict(model, dd.pose_2d, flip, cfg.eval_batch_size, cfg.precision, device,
+                                      test_flip=(split == "test")).cpu().numpy().astype(np.float32)
+    with atomic_path(pred_path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **preds)
+    return preds

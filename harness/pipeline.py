@@ -1,0 +1,134 @@
+"""One run, stage by stage: data -> lifter -> noise -> denoiser -> sampler -> metrics.
+
+``run(cfg, out)`` holds a lock on the run folder, skips a run whose metrics exist for the same resolved
+config (:func:`harness.runs.is_done`), and resumes an interrupted one from its checkpoints. The folder
+layout is :mod:`harness.runs`'.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from harness import __version__
+from harness.config import Config, config_from_dict, validate
+from harness.data import load_data
+from harness.data.base import PoseSet
+from harness.device import machine_info, select_device
+from harness.errors import DataError
+from harness.evaluate import evaluate
+from harness.lifter import train_lifter
+from harness.noise import build_noise_for, noise_from_dict
+from harness.runs import git_commit, is_done, run_name
+from harness.safeio import atomic_path, read_json, write_json
+from harness.train.checkpoint import load_checkpoint
+from harness.train.loop import train_denoiser
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def build_denoiser_for(cfg: Config) -> torch.nn.Module:
+    """The denoiser of ``cfg.variant`` at the config's size, on the fast path (:mod:`harness.models.fast`:
+    the readable model's parameters, the node-major forward and fused kernels)."""
+    from harness.models.fast import build_denoiser
+
+    return build_denoiser(cfg.variant, hid_dim=cfg.hid_dim, num_layers=cfg.num_layers, n_head=cfg.n_head,
+                          dropout=cfg.dropout)
+
+
+def run(cfg: Config, out: Path, progress: ProgressFn | None = None, data: dict[str, PoseSet] | None = None,
+        blocking: bool = True) -> Path:
+    """One variant x noise x benchmark x seed: lifter (shared), noise fit, denoiser, evaluation.
+
+    Holds a lock on the run folder (``blocking=False`` raises :class:`harness.locks.Busy` when another
+    process has it); a finished run with the same config is not redone."""
+    from harness.locks import folder_lock
+
+    run_dir = Path(out) / run_name(cfg)
+    with folder_lock(run_dir, blocking=blocking):
+        if is_done(cfg, out):
+            return run_dir
+        return _run(cfg, Path(out), run_dir, progress, data)
+
+
+def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, data: dict[str, PoseSet] | None
+         ) -> Path:
+    t_start = time.perf_counter()
+    device = select_device(cfg.device)
+    write_json(run_dir / "config.json", cfg.to_dict())
+    if data is None:
+        data = load_data(cfg)
+    lifter_preds = train_lifter(cfg, data, out, device, progress)
+    noise_model = build_noise_for(cfg, data, lifter_preds, out)
+    write_json(run_dir / "noise.json", noise_model.to_dict())
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    model = build_denoiser_for(cfg).to(device)
+    model = train_denoiser(cfg, model, data["train"], noise_model, run_dir, device, gen, progress)
+    if progress:
+        progress({"stage": "eval"})
+    metrics, per_frame = evaluate(cfg, model, data, lifter_preds["test"], noise_model, device)
+    with atomic_path(run_dir / "per_frame.npz", suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **per_frame)
+    result = {
+        "harness_version": __version__, "run": run_dir.name, "config": cfg.to_dict(), "seed": cfg.seed,
+        "git_commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(device), "device": str(device), "wall_time_s": round(time.perf_counter() - t_start, 2),
+        "data": {"synthetic": bool(data["train"].meta.get("synthetic", cfg.data_root is None)),
+                 "train_frames": len(data["train"]),
+                 "test_frames": len(data["test"])},
+        "metrics": metrics,
+    }
+    write_json(run_dir / "metrics.json", result)
+    return run_dir
+
+
+def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn | None = None,
+                 precision: str | None = None) -> dict[str, Any]:
+    """Re-evaluate a finished run from its folder (config + checkpoint); rewrites metrics.json.
+
+    ``precision`` other than the run's own runs the denoiser's sampler in that precision (the
+    shared lifter's predictions stay the run's) and writes ``metrics-<precision>.json`` beside
+    ``metrics.json`` instead, leaving the run's own results as they are."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: run folder not found")
+    cfg_d = read_json(run_dir / "config.json")
+    if not isinstance(cfg_d, dict):
+        raise DataError(f"{run_dir / 'config.json'}: expected a JSON object")
+    cfg = config_from_dict(cfg_d, source=str(run_dir / "config.json"))
+    if device:
+        cfg = cfg.replace(device=device)
+    dev = select_device(cfg.device)
+    eval_cfg = validate(cfg.replace(precision=precision), source="--precision") if precision else cfg
+    st = load_checkpoint(run_dir / "checkpoint.pt", "denoiser", cfg.to_dict())
+    if st["epoch"] + 1 < cfg.epochs:
+        raise DataError(f"{run_dir / 'checkpoint.pt'}: training stopped at epoch {st['epoch'] + 1} of "
+                        f"{cfg.epochs}; rerun `harness train` to finish it")
+    model = build_denoiser_for(cfg).to(dev)
+    model.load_state_dict(st["ema"])
+    noise_model = noise_from_dict(st["noise"])
+    data = load_data(cfg)
+    out = run_dir.parent
+    lifter_preds = train_lifter(cfg, data, out, dev, progress)
+    metrics, per_frame = evaluate(eval_cfg, model, data, lifter_preds["test"], noise_model, dev)
+    prev = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+    prev.update({"metrics": metrics, "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "device": str(dev)})
+    if eval_cfg.precision != cfg.precision:
+        prev["eval_precision"] = eval_cfg.precision
+        path = run_dir / f"metrics-{eval_cfg.precision}.json"
+        write_json(path, prev)
+        prev["path"] = str(path)
+        return prev
+    write_json(run_dir / "metrics.json", prev)
+    with atomic_path(run_dir / "per_frame.npz", suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **per_frame)
+    return prev

@@ -1,0 +1,534 @@
+"""``harness tables``: result tables as pure functions of a results set's tidy table.
+
+Input is the DataFrame of :func:`harness.report.results.collect` / :func:`harness.report.results.read_tidy`
+(columns :data:`harness.report.results.TIDY_COLUMNS`); the tables are
+
+* :func:`h36m_table` -- Human3.6M per action and Avg, P1 (MPJPE) or P2 (P-MPJPE);
+* :func:`mpi3dhp_table` -- MPI-INF-3DHP PCK and AUC per scene and All, and MPJPE;
+* :func:`ablation_table` -- the paper's ablation: baseline / +CCE / +CAG / full, Gaussian vs GMM;
+* :func:`summary_table` -- one row per run (what ``harness ablate`` prints at the end).
+
+Rows are the ``diffusion`` model of each (variant, noise) and one row for the shared GraFormer
+lifter (taken once per seed). Where a cell has several seeds it shows ``mean ± std`` (sample std,
+ddof=1); one seed, the plain value. The best of our rows per column is bold (lowest error, highest
+PCK/AUC). Published numbers (``harness/configs/reference/*.yaml``) are shown as extra rows, matched to our
+results by their 2D input, with our difference to them (``Δ``) for the average.
+
+A builder returns a DataFrame of display strings (index: the row labels) whose ``attrs`` hold
+``bold`` (``[row label, column]`` pairs), ``caption`` and ``label``; :func:`to_markdown` and
+:func:`to_latex` render it (tabulate via ``DataFrame.to_markdown``; booktabs via ``Styler.to_latex``).
+A results set holding several input settings (benchmark x 2D keypoints x synthetic/real) is split by
+:func:`split_settings`, one table per setting; a builder given several raises :class:`DataError`.
+:func:`write_tables` writes everything (atomically) and the plots of :mod:`harness.report.plots`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Hashable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import DataError
+from harness.report.results import TIDY_COLUMNS
+from harness.report.rows import (  # noqa: F401  (re-exported: the tables' API)
+    ABLATION_LABELS,
+    LATEX_HEADERS,
+    LIFTER_LABEL,
+    METRIC_NAMES,
+    MISSING,
+    NOISE_LABELS,
+    NOISE_ORDER,
+    PM,
+    REFERENCE_DIR,
+    Row,
+    VARIANT_LABELS,
+    VARIANT_ORDER,
+    _RUN_KEY,
+    _SETTING,
+    _agg,
+    _as_bool,
+    _check_reference,
+    _order,
+    _put,
+    _ref_row,
+    _settings_order,
+    _single_setting,
+    input_class,
+    latest_runs,
+    load_references,
+    matching_references,
+    normalise,
+    our_rows,
+    split_settings,
+    variant_label,
+)
+from harness.protocols import BENCHMARK_NAMES, H36M_ACTIONS, HIGHER_IS_BETTER, MPI3DHP_SCENE_ORDER
+
+__all__ = ["REFERENCE_DIR", "load_references", "normalise", "latest_runs", "split_settings", "h36m_table",
+           "mpi3dhp_table", "ablation_table", "summary_table", "summary_rich", "to_markdown", "to_latex",
+           "write_tables"]
+
+# ----------------------------------------------------------------------------------- formatting
+def fmt_value(mean: float, std: float = float("nan"), n: int = 1, decimals: int = 1) -> str:
+    """``49.7``, ``49.7 ± 0.3`` (several seeds), or the missing mark."""
+    if mean is None or not math.isfinite(mean):
+        return MISSING
+    if n > 1 and std is not None and math.isfinite(std):
+        return f"{mean:.{decimals}f} {PM} {std:.{decimals}f}"
+    return f"{mean:.{decimals}f}"
+
+
+def fmt_delta(delta: float, decimals: int = 1) -> str:
+    """A signed difference, ``+1.2`` / ``-0.3``."""
+    if delta is None or not math.isfinite(delta):
+        return MISSING
+    s = f"{delta:+.{decimals}f}"
+    return s.replace("-", "+") if float(s) == 0 else s  # no "-0.0"
+
+
+@dataclass
+class _Col:
+    header: Hashable
+    key: tuple[str, str] | None = None  # (metric, group) of a value column
+    delta_of: tuple[str, str] | None = None  # a delta column: this key ...
+    against: Row | None = None  # ... minus this row's value (None: the row given per row)
+    higher_better: bool = False
+
+
+def _assemble(rows: list[Row], cols: list[_Col], decimals: int, delta_base: dict[int, Row | None] | None = None,
+              index_name: str = "Method") -> pd.DataFrame:
+    """The display table and the bold cells (best of our rows per value column)."""
+    data: list[list[str]] = []
+    for i, row in enumerate(rows):
+        d = row.decimals if row.kind == "ref" and row.decimals is not None else decimals
+        cells = []
+        for c in cols:
+            if c.key is not None:
+                cells.append(fmt_value(row.mean.get(c.key, float("nan")), row.std.get(c.key, float("nan")),
+                                       row.n.get(c.key, 1), d))
+            else:
+                base = c.against if c.against is not None else (delta_base or {}).get(i)
+                if row.kind == "ref" or base is None or base is row:
+                    cells.append(MISSING)
+                else:
+                    dd = max(decimals, base.decimals or 0) if base.kind == "ref" else decimals
+                    cells.append(fmt_delta(row.mean.get(c.delta_of, float("nan"))
+                                           - base.mean.get(c.delta_of, float("nan")), dd))
+        data.append(cells)
+    headers = [c.header for c in cols]
+    columns = pd.MultiIndex.from_tuples(headers) if headers and isinstance(headers[0], tuple) else headers
+    table = pd.DataFrame(data, index=pd.Index([r.label for r in rows], name=index_name), columns=columns)
+    bold: list[list[Any]] = []
+    for c in cols:
+        if c.key is None:
+            continue
+        cand = [(r.label, round(r.mean[c.key], decimals)) for r in rows
+                if r.kind != "ref" and math.isfinite(r.mean.get(c.key, float("nan")))]
+        if len(cand) < 2:
+            continue
+        best = (max if c.higher_better else min)(v for _, v in cand)
+        bold.extend([label, c.header] for label, v in cand if v == best)
+    table.attrs["bold"] = bold
+    return table
+
+
+# ------------------------------------------------------------------------------------- captions
+def _keypoints_desc(keypoints: str) -> str:
+    if keypoints == "gt":
+        return "ground-truth 2D (gt)"
+    if keypoints.startswith("cpn"):
+        return f"CPN detections ({keypoints})"
+    if keypoints.startswith("synth"):
+        return f"synthetic detector-like 2D ({keypoints})"
+    if keypoints.startswith("sh"):
+        return f"Stacked Hourglass detections ({keypoints})"
+    return keypoints or "unknown"
+
+
+def fmt_duration(seconds: float) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _setting_caption(sub: pd.DataFrame, dropped: Sequence[str]) -> str:
+    runs = sub.drop_duplicates("run")
+    bench = runs["benchmark"].iloc[0]
+    parts = []
+    if bench == "h36m":
+        parts.append(f"Input: {_keypoints_desc(runs['keypoints'].iloc[0])}.")
+    profiles = sorted(runs["profile"].unique())
+    parts.append(f"Profile{'s' if len(profiles) > 1 else ''}: {', '.join(profiles)}.")
+    seeds = sorted(int(s) for s in runs["seed"].unique())
+    several = runs.groupby(["profile", "variant", "noise"])["seed"].nunique().max() > 1
+    parts.append(f"Seed{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))}"
+                 + (f" (mean {PM} sample std over seeds where several)." if several else "."))
+    parts.append(f"{len(runs)} run{'s' if len(runs) != 1 else ''}.")
+    if dropped:
+        parts.append(f"{len(dropped)} earlier run{'s' if len(dropped) != 1 else ''} with the same settings and "
+                     f"seed left out (the latest is shown).")
+    if bool(runs["synthetic"].iloc[0]):
+        parts.append("Synthetic benchmark (not the real data).")
+    else:
+        roots = sorted(r for r in runs["data_root"].unique() if r)
+        parts.append(f"Data: {', '.join(roots) if roots else 'unknown root'}.")
+    devices = sorted(d for d in runs["device"].unique() if d)
+    total = runs["wall_time_s"].sum(min_count=1)
+    parts.append(f"Device: {', '.join(devices) or 'unknown'}; total wall time {fmt_duration(float(total))}.")
+    return " ".join(parts)
+
+
+def _refs_caption(refs: Sequence[dict[str, Any]]) -> str:
+    return " ".join(f"Reference: {r['name']}: {r['source']}." for r in refs)
+
+
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", "-".join(p for p in parts if p)).strip("-").lower()
+
+
+# ---------------------------------------------------------------------------------------- tables
+def h36m_table(df: pd.DataFrame, metric: str = "P1", references: Sequence[dict[str, Any]] | None = None,
+               decimals: int = 1) -> pd.DataFrame:
+    """Human3.6M per-action table of ``metric`` (P1 or P2) for one input setting.
+
+    Rows: the references for this input (``references`` default: :func:`load_references`), the
+    lifter, then each variant + noise; columns: the actions present, ``Avg``, and ``Δ Avg vs <ref>``
+    (our Avg minus the reference's) for each reference with an Avg.
+    """
+    metric = metric.upper()
+    if metric not in ("P1", "P2"):
+        raise ValueError(f"metric must be P1 or P2, not {metric!r}")
+    sub, dropped = _single_setting(df, "h36m")
+    kp, syn = sub["keypoints"].iloc[0], bool(sub["synthetic"].iloc[0])
+    refs = [r for r in matching_references(load_references() if references is None else references, "h36m", kp, syn)
+            if metric in r["metrics"]]
+    present = set(sub.loc[sub["metric"] == metric, "group"])
+    groups = [a for a in H36M_ACTIONS if a in present] + ["Avg"]
+    rows = [_ref_row(r) for r in refs] + our_rows(sub, [metric], groups)
+    cols = [_Col(g, key=(metric, g)) for g in groups]
+    headers_seen: set[str] = set()
+    for ref_row, ref in zip(rows, refs):
+        if (metric, "Avg") in ref_row.mean:
+            header = f"Δ Avg vs {ref['short']}"
+            while header in headers_seen:
+                header += "'"
+            headers_seen.add(header)
+            cols.append(_Col(header, delta_of=(metric, "Avg"), against=ref_row))
+    table = _assemble(rows, cols, decimals)
+    what = "MPJPE" if metric == "P1" else "P-MPJPE"
+    caption = (f"Human3.6M, {METRIC_NAMES[metric]} per action, lower is better; our rows are the refined "
+               f"(diffusion) pose of each variant and noise, and the shared lifter's initial pose. "
+               + _setting_caption(sub, dropped)
+               + " Bold: best of our rows per column."
+               + (f" Δ: our Avg {what} minus the reference's (negative is better). " + _refs_caption(refs)
+                  if refs else ""))
+    table.attrs.update(caption=caption.strip(), label=f"tab:{_slug('h36m', metric, kp, 'synth' if syn else '')}",
+                       title=f"Human3.6M {metric} ({kp}{', synthetic' if syn else ''})")
+    return table
+
+
+def _scene_cols(sub: pd.DataFrame, metric: str) -> list[str]:
+    present = set(sub.loc[sub["metric"] == metric, "group"])
+    return [s for s in MPI3DHP_SCENE_ORDER if s in present]
+
+
+def mpi3dhp_table(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None = None,
+                  decimals: int = 1) -> pd.DataFrame:
+    """MPI-INF-3DHP table for one setting: PCK and AUC per scene present (GS, noGS, Outdoor) and
+    All, and MPJPE All (two header levels: metric, scene). References (3DHP ones) add rows and a
+    ``Δ vs <ref>`` column on PCK All."""
+    sub, dropped = _single_setting(df, "3dhp")
+    refs = matching_references(load_references() if references is None else references, "3dhp", "", False)
+    cols: list[_Col] = []
+    for metric in ("PCK", "AUC"):
+        cols += [_Col((metric, s), key=(metric, s), higher_better=True) for s in _scene_cols(sub, metric)]
+    if "All" in _scene_cols(sub, "MPJPE"):
+        cols.append(_Col(("MPJPE", "All"), key=("MPJPE", "All")))
+    keys = [c.key for c in cols]
+    rows = [_ref_row(r) for r in refs] + our_rows(sub, ["PCK", "AUC", "MPJPE"], list(MPI3DHP_SCENE_ORDER))
+    for i, ref in enumerate(refs):
+        if ("PCK", "All") in rows[i].mean:
+            cols.append(_Col((f"Δ vs {ref['short']}", "PCK All"), delta_of=("PCK", "All"), against=rows[i]))
+    if not keys:
+        raise DataError("no 3DHP PCK/AUC/MPJPE values in the results")
+    table = _assemble(rows, cols, decimals)
+    syn = bool(sub["synthetic"].iloc[0])
+    caption = ("MPI-INF-3DHP: PCK (%, 150 mm) and AUC (%, 0-150 mm) per scene and overall (higher is better), "
+               "and MPJPE (mm, lower is better) over the 14 evaluation joints of valid frames; our rows are the "
+               "refined (diffusion) pose of each variant and noise, and the shared lifter's initial pose. "
+               + _setting_caption(sub, dropped) + " Bold: best of our rows per column."
+               + (" Δ: our PCK All minus the reference's. " + _refs_caption(refs) if refs else ""))
+    table.attrs.update(caption=caption.strip(), label=f"tab:{_slug('3dhp', 'synth' if syn else '')}",
+                       title=f"MPI-INF-3DHP{' (synthetic)' if syn else ''}")
+    return table
+
+
+def ablation_table(df: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """The ablation in the paper's form for one setting: rows baseline / +CCE / +CAG / full
+    (CCE+CAG); a column group per noise (Gaussian, GMM) with the averages (H36M: P1, P2; 3DHP: PCK,
+    AUC, MPJPE over All) and the change of the first against the baseline with the same noise."""
+    sub, dropped = _single_setting(df, None)
+    bench = sub["benchmark"].iloc[0]
+    if bench == "h36m":
+        metrics, group = ["P1", "P2"], "Avg"
+    else:
+        metrics, group = ["PCK", "AUC", "MPJPE"], "All"
+    lead = metrics[0]
+    rows_all = our_rows(sub, metrics, [group], lifter=True)
+    lifters = [r for r in rows_all if r.kind == "lifter"]
+    ours = [r for r in rows_all if r.kind == "ours"]
+    if not ours:
+        raise DataError(f"no {BENCHMARK_NAMES.get(bench, bench)} diffusion results for the ablation")
+    noises = sorted({r.noise for r in ours}, key=lambda n: _order(n, NOISE_ORDER))
+    profiles = sorted({r.profile for r in ours})
+    variants = sorted({r.variant for r in ours}, key=lambda v: _order(v, VARIANT_ORDER))
+    tag = (lambda p: f" [{p}]") if len(profiles) > 1 else (lambda p: "")
+    by_key = {(r.profile, r.variant, r.noise): r for r in ours}
+    # One merged row per (profile, variant), its cells keyed by (metric@noise, group).
+    merged: list[Row] = []
+    bases: dict[int, Row | None] = {}
+    for p in profiles:
+        base = Row("base", "ours")
+        for noise in noises:
+            b = by_key.get((p, "baseline", noise))
+            if b is not None:
+                for m in metrics:
+                    if (m, group) in b.mean:
+                        base.mean[(f"{m}@{noise}", group)] = b.mean[(m, group)]
+        for v in variants:
+            if not any((p, v, n) in by_key for n in noises):
+                continue
+            row = Row(ABLATION_LABELS.get(v, v) + tag(p), "ours", variant=v, profile=p)
+            for noise in noises:
+                r = by_key.get((p, v, noise))
+                if r is None:
+                    continue
+                for m in metrics:
+                    if (m, group) in r.mean:
+                        k = (f"{m}@{noise}", group)
+                        row.mean[k], row.std[k], row.n[k] = r.mean[(m, group)], r.std[(m, group)], r.n[(m, group)]
+            bases[len(merged)] = None if v == "baseline" or not base.mean else base
+            merged.append(row)
+    cols: list[_Col] = []
+    for noise in noises:
+        nl = NOISE_LABELS.get(noise, noise)
+        cols += [_Col((nl, m), key=(f"{m}@{noise}", group), higher_better=m in HIGHER_IS_BETTER) for m in metrics]
+        cols.append(_Col((nl, f"Δ{lead}"), delta_of=(f"{lead}@{noise}", group)))
+    table = _assemble(merged, cols, decimals, delta_base=bases, index_name="Variant")
+    lift_txt = "; ".join(
+        f"{r.label}: " + ", ".join(f"{m} " + fmt_value(r.mean[(m, group)], r.std.get((m, group), float("nan")),
+                                                       r.n[(m, group)], decimals)
+                                   for m in metrics if (m, group) in r.mean) for r in lifters)
+    what = {"P1": "MPJPE (P1) and P-MPJPE (P2), mm, averaged over actions",
+            "PCK": "PCK (%), AUC (%) and MPJPE (mm) over All"}
+    caption = (f"Ablation on {BENCHMARK_NAMES.get(bench, bench)}: {what[lead]}, of the refined pose of the baseline "
+               f"denoiser, +CCE (cross-channel embedding), +CAG (context attention guidance) and the full model "
+               f"(CCE+CAG), trained with Gaussian or GMM noise. Δ{lead}: change against the baseline with the same noise "
+               f"({'negative' if lead not in HIGHER_IS_BETTER else 'positive'} is better). "
+               + _setting_caption(sub, dropped) + " Bold: best per column."
+               + (f" Shared lifter: {lift_txt}." if lift_txt else ""))
+    kp = sub["keypoints"].iloc[0]
+    syn = bool(sub["synthetic"].iloc[0])
+    table.attrs.update(caption=caption.strip(),
+                       label=f"tab:{_slug('ablation', bench, kp if bench == 'h36m' else '', 'synth' if syn else '')}",
+                       title=f"Ablation {BENCHMARK_NAMES.get(bench, bench)}")
+    return table
+
+
+SUMMARY_METRICS = {"h36m": [("P1", "Avg", "P1"), ("P2", "Avg", "P2")],
+                   "3dhp": [("PCK", "All", "PCK"), ("AUC", "All", "AUC"), ("MPJPE", "All", "MPJPE")]}
+SUMMARY_LIFTER = {"h36m": ("P1", "Avg", "lifter P1"), "3dhp": ("PCK", "All", "lifter PCK")}
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: run, benchmark, variant, noise, seed, profile, keypoints, the diffusion
+    averages (P1, P2 for H36M; PCK, AUC, MPJPE All for 3DHP), the lifter's (P1 or PCK) and
+    ``wall_time_s``. Metric columns no run has are left out; numbers are floats (NaN: n/a)."""
+    df = normalise(df)
+    cols = ["run", "benchmark", "variant", "noise", "seed", "profile", "keypoints"]
+    if df.empty:
+        return pd.DataFrame(columns=cols + ["wall_time_s"])
+    runs = df.drop_duplicates("run").set_index("run")
+    out = runs[cols[1:]].copy()
+    value = df.set_index(["run", "model", "metric", "group"])["value"]
+    value = value[~value.index.duplicated()]
+    metric_cols: list[str] = []
+    for bench in BENCHMARK_NAMES:
+        for metric, group, name in SUMMARY_METRICS[bench] + [SUMMARY_LIFTER[bench]]:
+            model = "lifter" if name.startswith("lifter") else "diffusion"
+            vals = [value.get((run, model, metric, group), np.nan) if runs.at[run, "benchmark"] == bench else np.nan
+                    for run in out.index]
+            if not np.all(np.isnan(vals)):
+                out[name] = vals
+                metric_cols.append(name)
+    out["wall_time_s"] = runs["wall_time_s"].astype(float)
+    out = out.reset_index()
+    out["_b"] = out["benchmark"].map(lambda b: _order(b, tuple(BENCHMARK_NAMES)))
+    out["_v"] = out["variant"].map(lambda v: _order(v, VARIANT_ORDER))
+    out["_n"] = out["noise"].map(lambda n: _order(n, NOISE_ORDER))
+    out = out.sort_values(["_b", "keypoints", "profile", "_v", "_n", "seed", "run"]).drop(columns=["_b", "_v", "_n"])
+    return out[cols + metric_cols + ["wall_time_s"]].reset_index(drop=True)
+
+
+def summary_rich(summary: pd.DataFrame, title: str = "Results", show_run: bool = False):
+    """A :class:`rich.table.Table` of :func:`summary_table` (numbers to two decimals; the run
+    name, which repeats the other columns, only with ``show_run``)."""
+    from rich.table import Table
+
+    text_cols = ("run", "benchmark", "variant", "noise", "profile", "keypoints")
+    cols = [c for c in summary.columns if show_run or c != "run"]
+    t = Table(title=title)
+    for c in cols:
+        t.add_column("wall time" if c == "wall_time_s" else c, justify="left" if c in text_cols else "right",
+                     no_wrap=c != "run")
+    for rec in summary[cols].itertuples(index=False):
+        cells = []
+        for c, v in zip(cols, rec):
+            if c == "wall_time_s":
+                cells.append(fmt_duration(float(v)) if v is not None and math.isfinite(float(v)) else MISSING)
+            elif isinstance(v, float):
+                cells.append(f"{v:.2f}" if math.isfinite(v) else MISSING)
+            else:
+                cells.append(str(v))
+        t.add_row(*cells)
+    return t
+
+
+# ---------------------------------------------------------------------------------------- writers
+def _header_text(h: Hashable) -> str:
+    return " ".join(str(x) for x in h if str(x)) if isinstance(h, tuple) else str(h)
+
+
+def to_markdown(table: pd.DataFrame, caption: str | None = None) -> str:
+    """A pipe table (``DataFrame.to_markdown``) with the bold cells in ``**...**`` and a
+    ``Table: caption`` line (pandoc's caption) above it."""
+    caption = table.attrs.get("caption", "") if caption is None else caption
+    t = table.copy()
+    cols = list(t.columns)
+    for label, col in table.attrs.get("bold", []):
+        col = tuple(col) if isinstance(col, list) else col
+        t.loc[label, col] = f"**{t.loc[label, col]}**"
+    t.columns = [_header_text(c) for c in cols]
+    index_name = t.index.name or ""
+    t = t.reset_index()
+    t.columns = [index_name] + list(t.columns[1:])
+    body = t.to_markdown(index=False, disable_numparse=True, colalign=("left",) + ("right",) * len(cols))
+    return (f"Table: {caption}\n\n" if caption else "") + body + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_UNICODE = {PM: r"$\pm$", "Δ": r"$\Delta$", MISSING: "--", "—": "---", "−": "$-$"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters and spell out the few non-ASCII marks the tables use."""
+    out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    for u, tex in _LATEX_UNICODE.items():
+        out = out.replace(u, tex)
+    return out
+
+
+def _latex_cell(v: Any) -> str:
+    s = latex_escape(v)
+    return re.sub(r"(?<![\w.])-(?=\d)", "$-$", s)  # a minus sign, not a hyphen
+
+
+def to_latex(table: pd.DataFrame, caption: str | None = None, label: str | None = None,
+             environment: str = "table") -> str:
+    """A booktabs table (``Styler.to_latex(hrules=True)``), the bold cells in ``\\textbf{}``,
+    action names abbreviated as papers print them, two-level headers as ``\\multicolumn``."""
+    caption = table.attrs.get("caption", "") if caption is None else caption
+    label = table.attrs.get("label") if label is None else label
+    bold = {(lab, tuple(c) if isinstance(c, list) else c) for lab, c in table.attrs.get("bold", [])}
+    multi = isinstance(table.columns, pd.MultiIndex)
+    index_name = table.index.name or ""
+    t = table.reset_index()
+    first = t.columns[0]
+    if multi:
+        t = t.rename(columns={first[0]: index_name}, level=0)
+    else:
+        t = t.rename(columns={first: index_name})
+    css = pd.DataFrame("", index=t.index, columns=t.columns)
+    for i, lab in enumerate(table.index):
+        for j, col in enumerate(table.columns):
+            if (lab, col) in bold:
+                css.iat[i, j + 1] = "textbf: --rwrap;"
+    styler = t.style.hide(axis="index")
+    styler = styler.format(_latex_cell)
+    styler = styler.format_index(lambda h: latex_escape(LATEX_HEADERS.get(str(h), str(h))), axis=1,
+                                 level=list(range(t.columns.nlevels)))
+    styler = styler.apply(lambda _: css, axis=None)
+    column_format = "l" + "r" * (t.shape[1] - 1)
+    return styler.to_latex(hrules=True, caption=latex_escape(caption) if caption else None, label=label,
+                           column_format=column_format, position_float="centering", multicol_align="c",
+                           environment=environment)
+
+
+# ------------------------------------------------------------------------------------------ files
+def _write_text(path: Path, text: str) -> Path:
+    from harness.safeio import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None = None
+                 ) -> dict[str, list[pd.DataFrame]]:
+    """Every table of a results set, by file stem: ``h36m_p1``, ``h36m_p2``, ``3dhp``, ``ablation``
+    (a stem with several settings has one table per setting)."""
+    refs = load_references() if references is None else list(references)
+    docs: dict[str, list[pd.DataFrame]] = {"h36m_p1": [], "h36m_p2": [], "3dhp": [], "ablation": []}
+    for (bench, _kp, _syn), sub in split_settings(df):
+        if bench == "h36m":
+            docs["h36m_p1"].append(h36m_table(sub, "P1", refs))
+            docs["h36m_p2"].append(h36m_table(sub, "P2", refs))
+        elif bench == "3dhp":
+            docs["3dhp"].append(mpi3dhp_table(sub, refs))
+        else:
+            raise DataError(f"unknown benchmark '{bench}' in the results")
+        if (sub["model"] == "diffusion").any():
+            docs["ablation"].append(ablation_table(sub))
+    return {k: v for k, v in docs.items() if v}
+
+
+def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
+                 references: Sequence[dict[str, Any]] | None = None) -> list[Path]:
+    """Write ``<stem>.md`` and ``<stem>.tex`` for each table with data, the per-action bar chart
+    ``h36m_p1_by_action.png`` (H36M results) and, when ``runs_dir`` holds a run whose
+    ``per_frame.npz`` has the sample poses, ``poses.png``. Every file is written atomically;
+    returns the paths written."""
+    df = normalise(df)
+    if df.empty:
+        raise DataError("no finished runs in the results: nothing to tabulate")
+    out_dir = Path(out_dir)
+    refs = load_references() if references is None else list(references)
+    paths: list[Path] = []
+    for stem, tables in build_tables(df, refs).items():
+        paths.append(_write_text(out_dir / f"{stem}.md", "\n".join(to_markdown(t) for t in tables)))
+        tex = "\n".join(to_latex(t, environment="table*" if stem.startswith("h36m") else "table") for t in tables)
+        paths.append(_write_text(out_dir / f"{stem}.tex",
+                                 "% booktabs tables written by `harness tables`; needs \\usepackage{booktabs}\n" + tex))
+    try:
+        from harness.report import plots
+    except ImportError:  # matplotlib absent: tables only
+        return paths
+    if (df["benchmark"] == "h36m").any():
+        paths.append(plots.plot_h36m_by_action(df, out_dir / "h36m_p1_by_action.png", references=refs))
+    if runs_dir is not None:
+        run_dir = plots.pick_pose_run(df, runs_dir)
+        if run_dir is not None:
+            p = plots.plot_poses(run_dir, out_dir / "poses.png")
+            if p is not None:
+                paths.append(p)
+    return paths

@@ -1,0 +1,73 @@
+"""The results-folder layout: run names, what counts as done, the shared lifter folder, provenance.
+
+Layout of a results folder (``--out``)::
+
+    <out>/shared/lifter-<benchmark>-seed<S>-<hash>/   the first stage, shared by every variant of a
+        config.json  checkpoint.pt  predictions.npz  gmm-k<K>-n<N>.json     benchmark and seed
+    <out>/<benchmark>-<variant>-<noise>-seed<S>-<hash>/   one run
+        config.json  checkpoint.pt  noise.json  metrics.json  per_frame.npz
+
+``<hash>`` is :meth:`harness.config.Config.hash` of the resolved config (the lifter's of its own keys).
+Everything is written to a temporary file and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from harness.config import Config
+from harness.errors import HarnessError
+
+
+def git_commit() -> str | None:
+    """The commit of the package's checkout, or None (an installed wheel, no git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_name(cfg: Config) -> str:
+    """``<benchmark>-<variant>-<noise>-seed<S>-<config hash>``."""
+    return f"{cfg.benchmark}-{cfg.variant}-{cfg.noise}-seed{cfg.seed}-{cfg.hash()}"
+
+
+def lifter_dir(cfg: Config, out: Path) -> Path:
+    """The shared first stage's folder: ``<out>/shared/lifter-<benchmark>-seed<S>-<lifter hash>``."""
+    return Path(out) / "shared" / f"lifter-{cfg.benchmark}-seed{cfg.seed}-{cfg.lifter_hash()}"
+
+
+def is_done(cfg: Config, out: Path) -> bool:
+    """True when the run's metrics exist for exactly this resolved config."""
+    path = Path(out) / run_name(cfg) / "metrics.json"
+    if not path.exists():
+        return False
+    try:
+        old = json.loads(path.read_text()).get("config", {})
+    except (OSError, json.JSONDecodeError):
+        return False
+    mine = cfg.to_dict()
+    return all(old.get(k) == mine[k] for k in mine if k not in Config.NOT_HASHED)
+
+
+def check_writable(folder: Path) -> None:
+    """Create the results folder; fail before hours of training if it is not writable or the disk is full."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HarnessError(f"{folder}: cannot create the results folder ({e.strerror})") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-") as fh:
+            fh.write(b"0" * 4096)
+            fh.flush()
+    except OSError as e:
+        raise HarnessError(f"{folder}: results folder is not writable ({e.strerror})") from None
+    free = shutil.disk_usage(folder).free
+    if free < 200 * 1024 * 1024:
+        raise HarnessError(f"{folder}: only {free / 1e6:.0f} MB free on its disk; need at least 200 MB")

@@ -1,0 +1,120 @@
+"""The training loops: epochs of :mod:`harness.train.step` over a split resident on the device, with a
+checkpoint after every ``checkpoint_every`` epochs from which a run resumes exactly (weights, EMA,
+optimiser, schedule, RNG).
+
+Schedules. Denoiser: Adam ``lr``, multiplied by ``lr_gamma`` every ``lr_decay_every`` epochs (StepLR,
+as DiffPose's ``decay`` / ``lr_gamma``); the EMA of the weights is what the stage returns. Lifter: Adam ``lifter_lr`` decayed exponentially to a tenth over the stage (GraFormer decays 0.96 per
+100k steps).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from harness import __version__
+from harness.config import Config
+from harness.data.base import PoseSet
+from harness.device import DeviceData
+from harness.errors import HarnessError
+from harness.train.augment import Flip
+from harness.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from harness.train.step import DenoiserStep, lifter_step
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+def train_lifter(cfg: Config, model: torch.nn.Module, train_set: PoseSet, folder: Path, device: torch.device,
+                 gen: torch.Generator, progress: ProgressFn | None = None) -> torch.nn.Module:
+    """Train (or resume from ``folder/checkpoint.pt``) the lifter ``model`` for ``lifter_epochs``."""
+    cfg_dict = cfg.to_dict()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lifter_lr)
+    # Exponential decay to a tenth of the initial rate over the stage (GraFormer decays 0.96 per 100k steps).
+    gamma = 0.1 ** (1.0 / max(cfg.lifter_epochs, 1))
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+    train = DeviceData.from_poseset(train_set, device)
+    flip = Flip(train.pose_2d.shape[1], device=device)
+    start = 0
+    ckpt = folder / "checkpoint.pt"
+    if ckpt.exists():
+        st = load_checkpoint(ckpt, "lifter", cfg_dict)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        set_rng_state(gen, st["rng"])
+        start = st["epoch"] + 1
+    n = len(train)
+    for epoch in range(start, cfg.lifter_epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=gen, device=device)
+        total, count = torch.zeros((), device=device), 0
+        for i in range(0, n, cfg.lifter_batch_size):
+            idx = perm[i:i + cfg.lifter_batch_size]
+            loss = lifter_step(cfg, model, opt, flip, train.pose_2d[idx], train.pose_3d[idx], gen, device)
+            total += loss * idx.shape[0]
+            count += idx.shape[0]
+        sched.step()
+        save_checkpoint(ckpt, {"format": CHECKPOINT_FORMAT, "kind": "lifter", "version": __version__,
+                               "config": cfg_dict, "epoch": epoch, "model": model.state_dict(),
+                               "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                               "rng": rng_state(gen)})
+        loss_v = float(total) / max(count, 1)
+        if not math.isfinite(loss_v):
+            raise HarnessError(f"{ckpt}: lifter loss became {loss_v} at epoch {epoch + 1}; last good checkpoint kept")
+        if progress:
+            progress({"stage": "lifter", "epoch": epoch + 1, "epochs": cfg.lifter_epochs, "loss": loss_v,
+                      "seconds": time.perf_counter() - t0})
+    return model
+
+
+def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, noise_model, run_dir: Path,
+                   device: torch.device, gen: torch.Generator, progress: ProgressFn | None = None
+                   ) -> torch.nn.Module:
+    """Train (or resume from ``run_dir/checkpoint.pt``) the denoiser ``model``; returns it holding the
+    EMA weights."""
+    cfg_dict = cfg.to_dict()
+    train = DeviceData.from_poseset(train_set, device)
+    step = DenoiserStep.build(cfg, model, noise_model, train.pose_2d.shape[1], device)
+    sched = torch.optim.lr_scheduler.StepLR(step.opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_gamma)
+    ckpt = run_dir / "checkpoint.pt"
+    start = 0
+    if ckpt.exists():
+        st = load_checkpoint(ckpt, "denoiser", cfg_dict)
+        model.load_state_dict(st["model"])
+        step.ema.load_state_dict(st["ema"], st.get("ema_updates", 0))
+        step.opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        set_rng_state(gen, st["rng"])
+        start = st["epoch"] + 1
+    n = len(train)
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=gen, device=device)
+        total, count = torch.zeros((), device=device), 0
+        for i in range(0, n, cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            b = idx.shape[0]
+            total += step(train.pose_2d[idx], train.pose_3d[idx], gen) * b
+            count += b
+        sched.step()
+        loss_v = float(total) / max(count, 1)
+        if not math.isfinite(loss_v):
+            raise HarnessError(f"{run_dir}: training loss became {loss_v} at epoch {epoch + 1}; "
+                               "stopped, last good checkpoint kept")
+        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            save_checkpoint(ckpt, {"format": CHECKPOINT_FORMAT, "kind": "denoiser", "version": __version__,
+                                   "config": cfg_dict, "epoch": epoch, "model": model.state_dict(),
+                                   "ema": step.ema.state_dict(), "ema_updates": step.ema.num_updates,
+                                   "optimizer": step.opt.state_dict(), "scheduler": sched.state_dict(),
+                                   "rng": rng_state(gen), "noise": noise_model.to_dict()})
+        if progress:
+            progress({"stage": "denoiser", "epoch": epoch + 1, "epochs": cfg.epochs, "loss": loss_v,
+                      "seconds": time.perf_counter() - t0})
+    model.load_state_dict(step.ema.state_dict())
+    return model

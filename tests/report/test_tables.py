@@ -1,0 +1,370 @@
+"""`harness tables`: tables as pure functions of a hand-built tidy results table; every cell checked
+by hand (means, sample std over seeds, bold on the right cell, differences to the references)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from harness.report import tables as T
+from harness.errors import DataError
+from harness.report.results import TIDY_COLUMNS, read_tidy, write_tidy
+from harness.skeleton import H36M_ACTIONS
+
+# ------------------------------------------------------------------------------------------ helpers
+BASE = {"profile": "quick", "synthetic": True, "data_root": "", "keypoints": "gt", "git_commit": "abc",
+        "device": "cpu"}
+
+
+def _rows(run, bench, variant, noise, seed, model, metric, values, *, date="2026-01-01T00:00:00+00:00",
+          wall=60.0, **over):
+    base = {**BASE, **over}
+    return [{"run": run, "benchmark": bench, "variant": variant, "noise": noise, "seed": seed, **base,
+             "model": model, "metric": metric, "group": g, "value": float(v), "wall_time_s": wall,
+             "date": date} for g, v in values.items()]
+
+
+def actions(base: float, **cells: float) -> dict[str, float]:
+    """Per-action values base + i (i = action index) and Avg = base + 7 (their mean); ``cells``
+    override single actions (the Avg stays base + 7)."""
+    vals = {a: base + i for i, a in enumerate(H36M_ACTIONS)}
+    vals["Avg"] = base + 7
+    vals.update(cells)
+    return vals
+
+
+def h36m_run(variant, noise, seed, p1_base, lifter_base, *, p2_base=None, lifter_p2_base=None, name=None, **over):
+    run = name or f"h36m-{variant}-{noise}-seed{seed}-{over.get('keypoints', 'gt')}"
+    p2_base = p1_base - 10 if p2_base is None else p2_base
+    lifter_p2_base = lifter_base - 10 if lifter_p2_base is None else lifter_p2_base
+    rows = []
+    rows += _rows(run, "h36m", variant, noise, seed, "diffusion", "P1", actions(p1_base), **over)
+    rows += _rows(run, "h36m", variant, noise, seed, "diffusion", "P2", actions(p2_base), **over)
+    rows += _rows(run, "h36m", variant, noise, seed, "lifter", "P1", actions(lifter_base), **over)
+    rows += _rows(run, "h36m", variant, noise, seed, "lifter", "P2", actions(lifter_p2_base), **over)
+    return rows
+
+
+def frame(*row_lists) -> pd.DataFrame:
+    return pd.DataFrame([r for rows in row_lists for r in rows], columns=TIDY_COLUMNS)
+
+
+def md_rows(md: str) -> dict[str, list[str]]:
+    """Markdown pipe table -> {first cell: [other cells]} (header included under its first cell)."""
+    out = {}
+    for line in md.splitlines():
+        if line.startswith("|") and not line.startswith("|:") and not line.startswith("|-"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            out[cells[0]] = cells[1:]
+    return out
+
+
+@pytest.fixture()
+def h36m_df() -> pd.DataFrame:
+    # Lifter: seed 0 -> 60 + i, seed 1 -> 64 + i (the same in every run of a seed).
+    return frame(
+        h36m_run("baseline", "gaussian", 0, 50, 60),
+        h36m_run("baseline", "gaussian", 1, 52, 64),
+        h36m_run("full", "gaussian", 0, 45, 60),
+        h36m_run("full", "gaussian", 1, 46, 64),
+        h36m_run("cce", "gmm", 0, 48, 60),
+    )
+
+
+# ---------------------------------------------------------------------------------------- H36M
+def test_h36m_p1_cells_std_bold_and_reference(h36m_df):
+    t = T.h36m_table(h36m_df, "P1")
+    assert list(t.index) == ["DiffPose (CVPR 2023), GT 2D", "GraFormer lifter (ours)", "baseline + Gaussian",
+                             "+CCE + GMM", "full + Gaussian"]
+    assert list(t.columns) == list(H36M_ACTIONS) + ["Avg", "Δ Avg vs DiffPose"]
+    # Two seeds: mean ± sample std (ddof=1). std(50, 52) = sqrt(2) = 1.414; std(45, 46) = 0.707.
+    assert t.loc["baseline + Gaussian", "Directions"] == "51.0 ± 1.4"
+    assert t.loc["baseline + Gaussian", "Avg"] == "58.0 ± 1.4"
+    assert t.loc["full + Gaussian", "Directions"] == "45.5 ± 0.7"
+    assert t.loc["full + Gaussian", "WalkTogether"] == "59.5 ± 0.7"  # 45 + 14, 46 + 14
+    assert t.loc["full + Gaussian", "Avg"] == "52.5 ± 0.7"
+    # One seed: the plain value.
+    assert t.loc["+CCE + GMM", "Directions"] == "48.0"
+    assert t.loc["+CCE + GMM", "Avg"] == "55.0"
+    # The lifter once per seed: std(60, 64) = 2.83 (per run, [60, 60, 60, 64, 64], it would be 2.19).
+    assert t.loc["GraFormer lifter (ours)", "Directions"] == "62.0 ± 2.8"
+    # The reference (GT 2D: our keypoints are gt) and our difference to its Avg 31.6.
+    assert t.loc["DiffPose (CVPR 2023), GT 2D", "Directions"] == "28.8"
+    assert t.loc["DiffPose (CVPR 2023), GT 2D", "SittingDown"] == "41.0"
+    assert t.loc["DiffPose (CVPR 2023), GT 2D", "Avg"] == "31.6"
+    assert t.loc["DiffPose (CVPR 2023), GT 2D", "Δ Avg vs DiffPose"] == "–"
+    assert t.loc["full + Gaussian", "Δ Avg vs DiffPose"] == "+20.9"  # 52.5 - 31.6
+    assert t.loc["baseline + Gaussian", "Δ Avg vs DiffPose"] == "+26.4"
+    assert t.loc["GraFormer lifter (ours)", "Δ Avg vs DiffPose"] == "+37.4"  # 69 - 31.6
+    # Bold: best of OUR rows per column (the reference, lower, is not bold); full wins everywhere.
+    bold = {(r, c) for r, c in t.attrs["bold"]}
+    assert bold == {("full + Gaussian", c) for c in list(H36M_ACTIONS) + ["Avg"]}
+
+
+def test_h36m_markdown_exact(h36m_df):
+    md = T.to_markdown(T.h36m_table(h36m_df, "P1"))
+    assert md.startswith("Table: Human3.6M, Protocol 1 (MPJPE, mm) per action")
+    rows = md_rows(md)
+    assert rows["Method"][:2] == ["Directions", "Discussion"] and rows["Method"][-2:] == ["Avg", "Δ Avg vs DiffPose"]
+    assert rows["full + Gaussian"][0] == "**45.5 ± 0.7**"
+    assert rows["full + Gaussian"][-2:] == ["**52.5 ± 0.7**", "+20.9"]
+    assert rows["baseline + Gaussian"][0] == "51.0 ± 1.4"
+    assert rows["+CCE + GMM"][0] == "48.0"
+    assert rows["DiffPose (CVPR 2023), GT 2D"][-2:] == ["31.6", "–"]
+    assert rows["GraFormer lifter (ours)"][0] == "62.0 ± 2.8"
+    # Caption: benchmark, input, profile, seeds, runs, synthetic, device and wall time (5 x 60 s).
+    cap = md.splitlines()[0]
+    for part in ("Input: ground-truth 2D (gt).", "Profile: quick.", "Seeds: 0, 1 (mean ± sample std",
+                 "5 runs.", "Synthetic benchmark (not the real data).", "Device: cpu; total wall time 5.0 min.",
+                 "Reference: DiffPose (CVPR 2023), GT 2D: Gong"):
+        assert part in cap, part
+
+
+def test_h36m_latex_booktabs_bold(h36m_df):
+    tex = T.to_latex(T.h36m_table(h36m_df, "P1"))
+    for part in ("\\toprule", "\\midrule", "\\bottomrule", "\\begin{tabular}{lrrrrrrrrrrrrrrrrr}",
+                 "\\label{tab:h36m-p1-gt-synth}", "Method & Dir. & Disc. & Eat &",
+                 "& Avg & $\\Delta$ Avg vs DiffPose \\\\"):
+        assert part in tex, part
+    line = next(ln for ln in tex.splitlines() if ln.startswith("full + Gaussian"))
+    assert line.startswith("full + Gaussian & \\textbf{45.5 $\\pm$ 0.7} & \\textbf{46.5 $\\pm$ 0.7} &")
+    assert line.endswith("& \\textbf{52.5 $\\pm$ 0.7} & +20.9 \\\\")
+    ref = next(ln for ln in tex.splitlines() if ln.startswith("DiffPose"))
+    assert ref.endswith("& 27.5 & 31.6 & -- \\\\") and "textbf" not in ref
+    assert "Synthetic benchmark (not the real data)." in tex
+
+
+def test_h36m_p2_has_no_gt_reference_and_real_data_caption():
+    df = frame(h36m_run("baseline", "gaussian", 0, 50, 60, synthetic=False, data_root="/data/h36m"))
+    t = T.h36m_table(df, "P2")
+    # DiffPose GT-2D gives only P1: no reference row, no delta column.
+    assert list(t.index) == ["GraFormer lifter (ours)", "baseline + Gaussian"]
+    assert list(t.columns) == list(H36M_ACTIONS) + ["Avg"]
+    assert t.loc["baseline + Gaussian", "Avg"] == "47.0"  # p2 base 40 + 7
+    cap = t.attrs["caption"]
+    assert "Protocol 2 (P-MPJPE, mm)" in cap and "Data: /data/h36m." in cap and "Synthetic" not in cap
+    assert "Seed: 0." in cap and "1 run." in cap
+
+
+def test_cpn_input_matches_cpn_references():
+    df = frame(h36m_run("full", "gmm", 0, 48, 55, keypoints="cpn_ft_h36m_dbb", synthetic=False, data_root="/d"),
+               h36m_run("baseline", "gmm", 0, 50, 55, keypoints="cpn_ft_h36m_dbb", synthetic=False, data_root="/d"))
+    p1 = T.h36m_table(df, "P1")
+    assert list(p1.index) == ["DiffPose (CVPR 2023), CPN 2D",
+                              "Cross-channel embedding (ICASSP 2024), released code, CPN 2D",
+                              "GraFormer lifter (ours)", "baseline + GMM", "full + GMM"]
+    assert list(p1.columns)[-3:] == ["Avg", "Δ Avg vs DiffPose", "Δ Avg vs CCE code"]
+    assert p1.loc["DiffPose (CVPR 2023), CPN 2D", "Photo"] == "63.5"
+    assert p1.loc["Cross-channel embedding (ICASSP 2024), released code, CPN 2D", "Avg"] == "49.40"
+    assert p1.loc["Cross-channel embedding (ICASSP 2024), released code, CPN 2D", "Directions"] == "–"
+    assert p1.loc["full + GMM", "Avg"] == "55.0"
+    assert p1.loc["full + GMM", "Δ Avg vs DiffPose"] == "+5.3"  # 55 - 49.7
+    assert p1.loc["full + GMM", "Δ Avg vs CCE code"] == "+5.60"  # 55 - 49.40, to the reference's 2 decimals
+    p2 = T.h36m_table(df, "P2")
+    assert list(p2.index)[0] == "Cross-channel embedding (ICASSP 2024), released code, CPN 2D"
+    assert p2.iloc[0]["Avg"] == "39.05"
+    assert p2.loc["full + GMM", "Δ Avg vs CCE code"] == "+5.95"  # 45 - 39.05
+    assert "CPN detections (cpn_ft_h36m_dbb)" in p1.attrs["caption"]
+
+
+def test_no_reference_for_other_detections_and_explicit_empty_refs(h36m_df):
+    df = frame(h36m_run("baseline", "gaussian", 0, 50, 60, keypoints="sh_pt_mpii", synthetic=False))
+    assert "DiffPose" not in " ".join(T.h36m_table(df, "P1").index)
+    assert list(T.h36m_table(h36m_df, "P1", references=[]).index)[0] == "GraFormer lifter (ours)"
+
+
+def test_committed_references_transcribed():
+    refs = {(r["name"]): r for r in T.load_references()}
+    cpn = refs["DiffPose (CVPR 2023), CPN 2D"]["metrics"]["P1"]
+    gt = refs["DiffPose (CVPR 2023), GT 2D"]["metrics"]["P1"]
+    assert [cpn[a] for a in H36M_ACTIONS] == [42.8, 49.1, 45.2, 48.7, 52.1, 63.5, 46.3, 45.2, 58.6, 66.3, 50.4,
+                                              47.6, 52.0, 37.6, 40.2]
+    assert [gt[a] for a in H36M_ACTIONS] == [28.8, 32.7, 27.8, 30.9, 32.8, 38.9, 32.2, 28.3, 33.3, 41.0, 31.0,
+                                             32.1, 31.5, 25.9, 27.5]
+    assert (cpn["Avg"], gt["Avg"]) == (49.7, 31.6)
+    # The published Avg is the mean of the actions (to the printed precision).
+    assert abs(sum(cpn[a] for a in H36M_ACTIONS) / 15 - 49.7) < 0.06
+    assert abs(sum(gt[a] for a in H36M_ACTIONS) / 15 - 31.6) < 0.06
+    cc = refs["Cross-channel embedding (ICASSP 2024), released code, CPN 2D"]
+    assert cc["metrics"] == {"P1": {"Avg": 49.40}, "P2": {"Avg": 39.05}} and cc["input"] == "cpn"
+    assert all(r["source"] for r in refs.values())
+
+
+def test_bad_reference_yaml_is_a_data_error(tmp_path):
+    (tmp_path / "x.yaml").write_text("references:\n  - name: a\n    source: s\n    benchmark: h36m\n"
+                                     "    input: gt\n    metrics: {P1: {Jumping: 3}}\n")
+    with pytest.raises(DataError, match="unknown group 'Jumping'"):
+        T.load_references(tmp_path)
+    (tmp_path / "x.yaml").write_text("references: [{name: a, source: s, benchmark: h36m, metrics: {P1: {Avg: 1}}}]")
+    with pytest.raises(DataError, match="input must be 'gt' or 'cpn'"):
+        T.load_references(tmp_path)
+    assert T.load_references(tmp_path / "absent") == []
+
+
+def test_latest_run_per_seed_is_kept():
+    old = h36m_run("baseline", "gaussian", 0, 70, 60, name="old", date="2026-01-01T00:00:00+00:00")
+    new = h36m_run("baseline", "gaussian", 0, 50, 60, name="new", date="2026-02-01T00:00:00+00:00")
+    t = T.h36m_table(frame(old, new), "P1", references=[])
+    assert t.loc["baseline + Gaussian", "Directions"] == "50.0"  # not 60.0 ± 14.1
+    assert "1 earlier run with the same settings and seed left out" in t.attrs["caption"]
+    assert "1 run." in t.attrs["caption"]
+
+
+def test_several_profiles_get_tagged_rows():
+    df = frame(h36m_run("baseline", "gaussian", 0, 50, 60, profile="quick"),
+               h36m_run("baseline", "gaussian", 0, 40, 55, profile="full", name="r2"))
+    t = T.h36m_table(df, "P1", references=[])
+    assert list(t.index) == ["GraFormer lifter (ours) [full]", "baseline + Gaussian [full]",
+                             "GraFormer lifter (ours) [quick]", "baseline + Gaussian [quick]"]
+    assert t.loc["baseline + Gaussian [full]", "Directions"] == "40.0"
+    assert "Profiles: full, quick." in t.attrs["caption"]
+
+
+def test_several_settings_must_be_split(h36m_df):
+    cpn = frame(h36m_run("baseline", "gaussian", 0, 50, 60, keypoints="cpn_ft_h36m_dbb", synthetic=False))
+    both = pd.concat([h36m_df, cpn])
+    with pytest.raises(DataError, match="several input settings"):
+        T.h36m_table(both, "P1")
+    keys = [k for k, _ in T.split_settings(both)]
+    assert keys == [("h36m", "gt", True), ("h36m", "cpn_ft_h36m_dbb", False)]
+
+
+def test_csv_round_trip_gives_the_same_tables(h36m_df, tmp_path):
+    path = write_tidy(h36m_df, tmp_path / "results.csv")
+    back = read_tidy(path)
+    for metric in ("P1", "P2"):
+        assert T.to_markdown(T.h36m_table(back, metric)) == T.to_markdown(T.h36m_table(h36m_df, metric))
+    assert T.to_latex(T.ablation_table(back)) == T.to_latex(T.ablation_table(h36m_df))
+
+
+# -------------------------------------------------------------------------------------- ablation
+def _abl_run(variant, noise, seed, p1, p2, lifter=(60.0, 45.0)):
+    run = f"h36m-{variant}-{noise}-seed{seed}"
+    return (_rows(run, "h36m", variant, noise, seed, "diffusion", "P1", {"Avg": p1})
+            + _rows(run, "h36m", variant, noise, seed, "diffusion", "P2", {"Avg": p2})
+            + _rows(run, "h36m", variant, noise, seed, "lifter", "P1", {"Avg": lifter[0]})
+            + _rows(run, "h36m", variant, noise, seed, "lifter", "P2", {"Avg": lifter[1]}))
+
+
+def test_ablation_h36m_paper_form():
+    df = frame(_abl_run("full", "gaussian", 0, 48.25, 38.0), _abl_run("baseline", "gaussian", 0, 50.0, 40.0),
+               _abl_run("cce", "gaussian", 0, 49.5, 39.5), _abl_run("cag", "gaussian", 0, 49.0, 39.0),
+               _abl_run("baseline", "gmm", 0, 49.0, 39.0), _abl_run("baseline", "gmm", 1, 51.0, 39.2),
+               _abl_run("cce", "gmm", 0, 48.0, 38.5), _abl_run("full", "gmm", 0, 47.10, 37.2))
+    t = T.ablation_table(df)
+    assert list(t.index) == ["baseline", "+CCE", "+CAG", "full (CCE+CAG)"]
+    assert list(t.columns) == [("Gaussian", "P1"), ("Gaussian", "P2"), ("Gaussian", "ΔP1"),
+                               ("GMM", "P1"), ("GMM", "P2"), ("GMM", "ΔP1")]
+    # GMM baseline over seeds 0, 1: P1 50.00 ± 1.41, P2 39.10 ± 0.14.
+    assert list(t.loc["baseline"]) == ["50.00", "40.00", "–", "50.00 ± 1.41", "39.10 ± 0.14", "–"]
+    assert list(t.loc["+CCE"]) == ["49.50", "39.50", "-0.50", "48.00", "38.50", "-2.00"]
+    assert list(t.loc["+CAG"]) == ["49.00", "39.00", "-1.00", "–", "–", "–"]
+    assert list(t.loc["full (CCE+CAG)"]) == ["48.25", "38.00", "-1.75", "47.10", "37.20", "-2.90"]
+    assert {(r, c) for r, c in t.attrs["bold"]} == {("full (CCE+CAG)", (n, m)) for n in ("Gaussian", "GMM")
+                                                      for m in ("P1", "P2")}
+    rows = md_rows(T.to_markdown(t))
+    assert rows["Variant"] == ["Gaussian P1", "Gaussian P2", "Gaussian ΔP1", "GMM P1", "GMM P2", "GMM ΔP1"]
+    assert rows["full (CCE+CAG)"] == ["**48.25**", "**38.00**", "-1.75", "**47.10**", "**37.20**", "-2.90"]
+    tex = T.to_latex(t)
+    assert "\\multicolumn{3}{c}{Gaussian} & \\multicolumn{3}{c}{GMM}" in tex
+    assert ("full (CCE+CAG) & \\textbf{48.25} & \\textbf{38.00} & $-$1.75 & \\textbf{47.10} & \\textbf{37.20} & "
+            "$-$2.90 \\\\") in tex
+    assert "baseline & 50.00 & 40.00 & -- & 50.00 $\\pm$ 1.41 & 39.10 $\\pm$ 0.14 & -- \\\\" in tex
+    cap = t.attrs["caption"]
+    assert "Shared lifter: GraFormer lifter (ours): P1 60.00 ± 0.00, P2 45.00 ± 0.00." in cap
+
+
+# ----------------------------------------------------------------------------------------- 3DHP
+def _hp_run(variant, noise, seed, pck, auc, mpjpe, lifter=(80.0, 45.0, 90.0)):
+    run = f"3dhp-{variant}-{noise}-seed{seed}"
+    rows = []
+    for model, (p, a, m) in (("diffusion", (pck, auc, mpjpe)), ("lifter", lifter)):
+        for metric, base in (("PCK", p), ("AUC", a), ("MPJPE", m)):
+            vals = {"TS1": base, "GS": base + 1, "noGS": base + 2, "Outdoor": base + 3, "All": base}
+            rows += _rows(run, "3dhp", variant, noise, seed, model, metric, vals)
+    return rows
+
+
+def test_3dhp_table():
+    df = frame(_hp_run("baseline", "gaussian", 0, 85.0, 50.0, 80.0), _hp_run("full", "gaussian", 0, 88.0, 53.0, 70.0),
+               _hp_run("full", "gaussian", 1, 90.0, 55.0, 72.0))
+    t = T.mpi3dhp_table(df)
+    assert list(t.columns) == [("PCK", "GS"), ("PCK", "noGS"), ("PCK", "Outdoor"), ("PCK", "All"),
+                               ("AUC", "GS"), ("AUC", "noGS"), ("AUC", "Outdoor"), ("AUC", "All"), ("MPJPE", "All")]
+    assert list(t.index) == ["GraFormer lifter (ours)", "baseline + Gaussian", "full + Gaussian"]
+    assert list(t.loc["full + Gaussian"]) == ["90.0 ± 1.4", "91.0 ± 1.4", "92.0 ± 1.4", "89.0 ± 1.4",
+                                              "55.0 ± 1.4", "56.0 ± 1.4", "57.0 ± 1.4", "54.0 ± 1.4", "71.0 ± 1.4"]
+    assert t.loc["GraFormer lifter (ours)", ("MPJPE", "All")] == "90.0 ± 0.0"  # the same lifter value for both seeds
+    # Highest PCK/AUC and lowest MPJPE are bold: full in every column.
+    assert {(r, c) for r, c in t.attrs["bold"]} == {("full + Gaussian", c) for c in t.columns}
+    rows = md_rows(T.to_markdown(t))
+    assert rows["Method"][:4] == ["PCK GS", "PCK noGS", "PCK Outdoor", "PCK All"] and rows["Method"][-1] == "MPJPE All"
+    assert "\\multicolumn{4}{c}{PCK} & \\multicolumn{4}{c}{AUC} & MPJPE" in T.to_latex(t)
+    a = T.ablation_table(df)
+    assert list(a.columns) == [("Gaussian", "PCK"), ("Gaussian", "AUC"), ("Gaussian", "MPJPE"), ("Gaussian", "ΔPCK")]
+    assert list(a.loc["full (CCE+CAG)"]) == ["89.00 ± 1.41", "54.00 ± 1.41", "71.00 ± 1.41", "+4.00"]
+    assert "positive is better" in a.attrs["caption"]
+
+
+# --------------------------------------------------------------------------------- summary, misc
+def test_summary_table(h36m_df):
+    df = pd.concat([h36m_df, frame(_hp_run("full", "gmm", 0, 88.0, 53.0, 70.0))])
+    s = T.summary_table(df)
+    assert list(s.columns) == ["run", "benchmark", "variant", "noise", "seed", "profile", "keypoints", "P1", "P2",
+                               "lifter P1", "PCK", "AUC", "MPJPE", "lifter PCK", "wall_time_s"]
+    assert list(zip(s["benchmark"], s["variant"], s["noise"], s["seed"])) == [
+        ("h36m", "baseline", "gaussian", 0), ("h36m", "baseline", "gaussian", 1), ("h36m", "cce", "gmm", 0),
+        ("h36m", "full", "gaussian", 0), ("h36m", "full", "gaussian", 1), ("3dhp", "full", "gmm", 0)]
+    assert list(s["P1"][:5]) == [57.0, 59.0, 55.0, 52.0, 53.0]
+    assert list(s["lifter P1"][:5]) == [67.0, 71.0, 67.0, 67.0, 71.0]
+    assert math.isnan(s["P1"].iloc[5]) and s["PCK"].iloc[5] == 88.0 and s["lifter PCK"].iloc[5] == 80.0
+    assert list(s["wall_time_s"]) == [60.0] * 6
+    rt = T.summary_rich(s)
+    assert rt.row_count == 6 and len(rt.columns) == 14  # the run name only with show_run
+    assert [c.header for c in rt.columns][:2] == ["benchmark", "variant"] and rt.columns[-1].header == "wall time"
+    assert list(rt.columns[6].cells) == ["57.00", "59.00", "55.00", "52.00", "53.00", "–"]
+    assert list(rt.columns[-1].cells) == ["60 s"] * 6
+    assert len(T.summary_rich(s, show_run=True).columns) == 15
+
+
+def test_formatting_helpers():
+    assert T.fmt_value(49.96, 0.04, 2, 1) == "50.0 ± 0.0"
+    assert T.fmt_value(49.96) == "50.0"
+    assert T.fmt_value(float("nan")) == "–"
+    assert T.fmt_delta(-0.04) == "+0.0" and T.fmt_delta(-1.25, 2) == "-1.25" and T.fmt_delta(2) == "+2.0"
+    assert T.latex_escape("cpn_ft_h36m_dbb 50% & #1 ± Δ –") == \
+        "cpn\\_ft\\_h36m\\_dbb 50\\% \\& \\#1 $\\pm$ $\\Delta$ --"
+    assert T.fmt_duration(42) == "42 s" and T.fmt_duration(600) == "10.0 min" and T.fmt_duration(7200) == "2.0 h"
+
+
+def test_missing_benchmark_and_empty_results():
+    with pytest.raises(DataError, match="no MPI-INF-3DHP runs"):
+        T.mpi3dhp_table(frame(h36m_run("baseline", "gaussian", 0, 50, 60)))
+    with pytest.raises(DataError, match="nothing to tabulate"):
+        T.write_tables(pd.DataFrame(columns=TIDY_COLUMNS), "/nonexistent/never-written")
+    with pytest.raises(DataError, match="lacks column"):
+        T.normalise(pd.DataFrame({"run": ["a"]}))
+
+
+def test_write_tables_files(h36m_df, tmp_path):
+    cpn = frame(h36m_run("baseline", "gaussian", 0, 50, 60, keypoints="cpn_ft_h36m_dbb", synthetic=False,
+                         data_root="/d"))
+    df = pd.concat([h36m_df, cpn, frame(_hp_run("full", "gmm", 0, 88.0, 53.0, 70.0))])
+    out = tmp_path / "tables"
+    paths = T.write_tables(df, out)
+    names = [p.name for p in paths]
+    assert names == ["h36m_p1.md", "h36m_p1.tex", "h36m_p2.md", "h36m_p2.tex", "3dhp.md", "3dhp.tex",
+                     "ablation.md", "ablation.tex", "h36m_p1_by_action.png"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # nothing half-written left behind
+    md = (out / "h36m_p1.md").read_text()
+    assert md.count("Table: ") == 2  # the GT-2D and the CPN setting
+    assert md.index("Input: ground-truth 2D (gt)") < md.index("Input: CPN detections (cpn_ft_h36m_dbb)")
+    assert (out / "ablation.md").read_text().count("Table: Ablation on") == 3
+    tex = (out / "h36m_p1.tex").read_text()
+    assert tex.startswith("% booktabs") and tex.count("\\begin{table*}") == 2
+    assert (out / "3dhp.tex").read_text().count("\\begin{table}") == 1
+    # Only H36M: no 3dhp files.
+    paths = T.write_tables(h36m_df, tmp_path / "only")
+    assert "3dhp.md" not in [p.name for p in paths]

@@ -1,0 +1,111 @@
+"""harness.pipeline: end-to-end runs on a sliver of the synthetic benchmark: outputs, resume, skip, own initial 3D."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harness.config import resolve_config
+from harness.data import load_data
+from harness.pipeline import evaluate_run, run
+from harness.runs import is_done, run_name
+from harness.errors import DataError
+
+TINY = dict(train_stride=40, test_stride=40, lifter_hid_dim=16, lifter_layers=1, lifter_heads=2, lifter_epochs=1,
+            hid_dim=16, num_layers=1, n_head=2, epochs=2, batch_size=128, lifter_batch_size=128, device="cpu",
+            gmm_max_components=2, gmm_max_samples=500)
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(harness_cache):
+    return resolve_config("smoke", dict(TINY, variant="full", noise="gaussian"))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny_cfg):
+    return load_data(tiny_cfg)
+
+
+def test_run_writes_results(tmp_path, tiny_cfg, tiny_data):
+    run_dir = run(tiny_cfg, tmp_path, data=tiny_data)
+    assert run_dir.name == run_name(tiny_cfg)
+    names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    assert names == ["checkpoint.pt", "config.json", "metrics.json", "noise.json", "per_frame.npz"]
+    res = json.loads((run_dir / "metrics.json").read_text())
+    assert res["config"]["variant"] == "full" and res["seed"] == 0 and res["data"]["synthetic"] is True
+    for key in ("git_commit", "date", "machine", "device", "wall_time_s"):
+        assert key in res
+    p1 = res["metrics"]["diffusion"]["p1"]
+    assert list(p1)[-1] == "Avg" and len(p1) == 16
+    assert p1["Avg"] == pytest.approx(np.mean([v for k, v in p1.items() if k != "Avg"]))
+    with np.load(run_dir / "per_frame.npz") as z:
+        assert z["diffusion_p1"].shape == (len(tiny_data["test"]),)
+        # per-action mean of the per-frame errors is what the JSON reports
+        walking = np.char.startswith(z["action"].astype(str), "Walking") & ~np.char.startswith(
+            z["action"].astype(str), "WalkTogether")
+        assert float(z["diffusion_p1"][z["action"] == "Walking"].mean()) == pytest.approx(p1["Walking"], rel=1e-5)
+        assert walking.any()
+        assert z["sample_gt_3d"].shape == (8, 17, 3)
+    assert is_done(tiny_cfg, tmp_path)
+    assert not is_done(tiny_cfg.replace(epochs=3), tmp_path)
+
+
+def test_resume_equals_uninterrupted(tmp_path, tiny_cfg, tiny_data):
+    full = run(tiny_cfg, tmp_path / "a", data=tiny_data)
+    # Stop after 1 of 2 epochs, then rerun with the full config: it resumes from the checkpoint.
+    part_cfg = tiny_cfg.replace(epochs=1)
+    part = run(part_cfg, tmp_path / "b", data=tiny_data)
+    target = tmp_path / "b" / run_name(tiny_cfg)
+    target.mkdir(parents=True)
+    (part / "checkpoint.pt").rename(target / "checkpoint.pt")
+    resumed = run(tiny_cfg, tmp_path / "b", data=tiny_data)
+    a = json.loads((full / "metrics.json").read_text())["metrics"]
+    b = json.loads((resumed / "metrics.json").read_text())["metrics"]
+    assert a == b
+
+
+def test_eval_reproduces_metrics(tmp_path, tiny_cfg, tiny_data):
+    run_dir = run(tiny_cfg, tmp_path, data=tiny_data)
+    before = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    after = evaluate_run(run_dir)["metrics"]
+    assert after == before
+
+
+def test_own_initial_3d(tmp_path, tiny_cfg, tiny_data):
+    """Ground truth passed as the initial 3D: the 'lifter' rows are exactly zero error."""
+    from harness.safeio import save_npz
+
+    test = tiny_data["test"]
+    pos: dict = {}
+    for s, a, c, f, p in zip(test.subject, test.sequence, test.camera, test.frame, test.pose_3d):
+        cams = pos.setdefault(s, {}).setdefault(a, {})
+        cams.setdefault(int(c), {})[int(f)] = p
+    layout = {s: {a: [np.stack([cams[c].get(k, np.zeros((17, 3), np.float32))
+                                for k in range(max(cams[c]) + 1)]) for c in sorted(cams)]
+                  for a, cams in acts.items()} for s, acts in pos.items()}
+    path = tmp_path / "mine.npz"
+    save_npz(path, positions_3d=layout)
+    cfg = tiny_cfg.replace(initial_3d=str(path))
+    res = json.loads((run(cfg, tmp_path / "r", data=tiny_data) / "metrics.json").read_text())
+    assert res["metrics"]["lifter"]["p1"]["Avg"] == pytest.approx(0.0, abs=1e-3)
+    assert res["metrics"]["diffusion"]["p1"]["Avg"] > 0.0
+    with pytest.raises(DataError, match="GMM noise fit needs initial 3D"):
+        run(cfg.replace(noise="gmm"), tmp_path / "g", data=tiny_data)
+
+
+def test_eval_in_bf16_writes_beside_and_keeps_the_run(tmp_path, tiny_cfg, tiny_data):
+    run_dir = run(tiny_cfg, tmp_path, data=tiny_data)
+    before = (run_dir / "metrics.json").read_text()
+    res = evaluate_run(run_dir, precision="bf16")
+    assert (run_dir / "metrics.json").read_text() == before          # the run's own results untouched
+    saved = json.loads((run_dir / "metrics-bf16.json").read_text())
+    assert saved["eval_precision"] == "bf16" and saved["metrics"] == res["metrics"]
+    fp32 = json.loads(before)["metrics"]
+    # the lifter's poses are the run's (fp32); only the sampler ran in bf16
+    assert saved["metrics"]["lifter"] == fp32["lifter"]
+    d, f = saved["metrics"]["diffusion"]["p1"]["Avg"], fp32["diffusion"]["p1"]["Avg"]
+    assert d != f and abs(d - f) < 0.02 * f
+    with pytest.raises(Exception, match="must be fp32 or bf16"):
+        evaluate_run(run_dir, precision="fp8")
