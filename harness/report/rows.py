@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import DataError
-from harness.protocols import H36M_ACTIONS, MPI3DHP_SCENE_ORDER  # noqa: F401
+from harness.protocols import BENCHMARK_NAMES, H36M_ACTIONS, MPI3DHP_SCENE_ORDER  # noqa: F401
 from harness.report.results import TIDY_COLUMNS  # noqa: F401
 from harness.variants import NOISES, VARIANTS
 

@@ -122,11 +122,30 @@ def _build() -> Kernels:
     return Kernels()
 
 
+def _ninja_on_path() -> None:
+    """cpp_extension runs ``ninja`` from PATH; the ``ninja`` package's binary sits in the venv's bin
+    folder, which is not on PATH when ``.venv/bin/harness`` runs without an activated venv."""
+    dirs = []
+    try:
+        import ninja  # the PyPI package (a dependency)
+
+        dirs.append(str(ninja.BIN_DIR))
+    except (ImportError, AttributeError):
+        pass
+    dirs.append(os.path.dirname(os.path.abspath(os.sys.executable)))
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    missing = [d for d in dirs if d and d not in path]
+    if missing and shutil.which("ninja") is None:
+        os.environ["PATH"] = os.pathsep.join([*missing, *path])
+
+
 def _compile(folder: Path) -> Path:
     """Build the sources copied into ``folder`` there; the library's path."""
     import warnings
 
     from torch.utils import cpp_extension
+
+    _ninja_on_path()
 
     try:
         with warnings.catch_warnings():
