@@ -5,19 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.config import resolve_config
-from harness.data import load_data
-from tests.test_pipeline import TINY
-
-
-@pytest.fixture(scope="module")
-def tiny_cfg(harness_cache):
-    return resolve_config("smoke", dict(TINY, variant="full", noise="gaussian"))
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tiny_cfg):
-    return load_data(tiny_cfg)
+from tests.test_pipeline import tiny_cfg, tiny_data  # noqa: F401  (the shared tiny fixtures)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg, tiny_data):
