@@ -174,7 +174,6 @@ def variants_cmd(
     from harness.config import Config
     from harness.models import build_lifter, count_parameters
     from harness.models import build_denoiser
-    from harness.variants import VARIANT_INFO
 
     cfg = Config(hid_dim=hid_dim, num_layers=num_layers, n_head=n_head)
     table = Table(title=f"Denoiser variants (hid {hid_dim}, {num_layers} layers, {n_head} heads)")
@@ -182,7 +181,7 @@ def variants_cmd(
                       ("description", "left")):
         table.add_column(col, justify=just)
     for name in VARIANTS:
-        info = VARIANT_INFO[name]
+        info = VARIANTS.get(name)
         n = count_parameters(build_denoiser(name, hid_dim=cfg.hid_dim, num_layers=cfg.num_layers, n_head=cfg.n_head))
         table.add_row(name, "yes" if info["cce"] else "-", "yes" if info["cag"] else "-", f"{n:,}", info["description"])
     console.print(table)

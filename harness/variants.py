@@ -9,7 +9,6 @@ live in :mod:`harness.noise`). A miss lists the valid names. This module imports
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from harness.configs import CONFIG_DIR, load_yaml
 from harness.errors import ConfigError
@@ -17,7 +16,6 @@ from harness.registry import Registry
 
 VARIANTS: Registry = Registry("variant")
 NOISES: Registry = Registry("noise")
-VARIANT_INFO: dict[str, dict[str, Any]] = {}
 
 
 def load_variants(path: Path | None = None) -> None:
@@ -33,7 +31,6 @@ def load_variants(path: Path | None = None) -> None:
             raise ConfigError(f"{path}: variant '{name}' has unknown key '{sorted(extra)[0]}'; valid: cce, cag, description")
         cce, cag = bool(body.get("cce", False)), bool(body.get("cag", False))
         VARIANTS.register(str(name), {"cce": cce, "cag": cag, "description": str(body.get("description", ""))})
-        VARIANT_INFO[str(name)] = VARIANTS.get(str(name))
     for name, desc in data["noises"].items():
         NOISES.register(str(name), str(desc))
 

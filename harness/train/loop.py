@@ -28,6 +28,20 @@ from harness.train.step import DenoiserStep, lifter_step
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
+def _epoch(train: DeviceData, batch_size: int, gen: torch.Generator, device: torch.device,
+           step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> float:
+    """One epoch: a permutation drawn from ``gen``, then ``step(2D, 3D)`` on each batch of it in order
+    (the last one short); returns the mean loss per sample (one host sync, at the end)."""
+    n = len(train)
+    perm = torch.randperm(n, generator=gen, device=device)
+    total, count = torch.zeros((), device=device), 0
+    for i in range(0, n, batch_size):
+        idx = perm[i:i + batch_size]
+        total += step(train.pose_2d[idx], train.pose_3d[idx]) * idx.shape[0]
+        count += idx.shape[0]
+    return float(total) / max(count, 1)
+
+
 def train_lifter(cfg: Config, model: torch.nn.Module, train_set: PoseSet, folder: Path, device: torch.device,
                  gen: torch.Generator, progress: ProgressFn | None = None) -> torch.nn.Module:
     """Train (or resume from ``folder/checkpoint.pt``) the lifter ``model`` for ``lifter_epochs``."""
@@ -47,23 +61,16 @@ def train_lifter(cfg: Config, model: torch.nn.Module, train_set: PoseSet, folder
         sched.load_state_dict(st["scheduler"])
         set_rng_state(gen, st["rng"])
         start = st["epoch"] + 1
-    n = len(train)
     for epoch in range(start, cfg.lifter_epochs):
         t0 = time.perf_counter()
         model.train()
-        perm = torch.randperm(n, generator=gen, device=device)
-        total, count = torch.zeros((), device=device), 0
-        for i in range(0, n, cfg.lifter_batch_size):
-            idx = perm[i:i + cfg.lifter_batch_size]
-            loss = lifter_step(cfg, model, opt, flip, train.pose_2d[idx], train.pose_3d[idx], gen, device)
-            total += loss * idx.shape[0]
-            count += idx.shape[0]
+        loss_v = _epoch(train, cfg.lifter_batch_size, gen, device,
+                        lambda x, y: lifter_step(cfg, model, opt, flip, x, y, gen, device))
         sched.step()
         save_checkpoint(ckpt, {"format": CHECKPOINT_FORMAT, "kind": "lifter", "version": __version__,
                                "config": cfg_dict, "epoch": epoch, "model": model.state_dict(),
                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                "rng": rng_state(gen)})
-        loss_v = float(total) / max(count, 1)
         if not math.isfinite(loss_v):
             raise HarnessError(f"{ckpt}: lifter loss became {loss_v} at epoch {epoch + 1}; last good checkpoint kept")
         if progress:
@@ -91,19 +98,11 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
         sched.load_state_dict(st["scheduler"])
         set_rng_state(gen, st["rng"])
         start = st["epoch"] + 1
-    n = len(train)
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
-        perm = torch.randperm(n, generator=gen, device=device)
-        total, count = torch.zeros((), device=device), 0
-        for i in range(0, n, cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            b = idx.shape[0]
-            total += step(train.pose_2d[idx], train.pose_3d[idx], gen) * b
-            count += b
+        loss_v = _epoch(train, cfg.batch_size, gen, device, lambda x, y: step(x, y, gen))
         sched.step()
-        loss_v = float(total) / max(count, 1)
         if not math.isfinite(loss_v):
             raise HarnessError(f"{run_dir}: training loss became {loss_v} at epoch {epoch + 1}; "
                                "stopped, last good checkpoint kept")

@@ -43,6 +43,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -132,7 +133,7 @@ def _ninja_on_path() -> None:
         dirs.append(str(ninja.BIN_DIR))
     except (ImportError, AttributeError):
         pass
-    dirs.append(os.path.dirname(os.path.abspath(os.sys.executable)))
+    dirs.append(os.path.dirname(os.path.abspath(sys.executable)))
     path = os.environ.get("PATH", "").split(os.pathsep)
     missing = [d for d in dirs if d and d not in path]
     if missing and shutil.which("ninja") is None:
