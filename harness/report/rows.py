@@ -42,12 +42,19 @@ _RUN_KEY = _SETTING + ["profile", "variant", "noise", "seed"]
 
 
 # ------------------------------------------------------------------------------------- references
+# What a reference's numbers are (its required ``kind``), and what its ``origin`` must then name.
+REFERENCE_KINDS = {"paper": "the paper's table, e.g. 'Table 1'",
+                   "released-code-output": "the released repository's file, e.g. 'README of github owner/repo'"}
+
+
 def load_references(ref_dir: Path | None = None) -> list[dict[str, Any]]:
     """The published rows of every ``*.yaml`` under ``ref_dir`` (default ``harness/configs/reference``).
 
-    Each entry: ``name``, ``short``, ``source``, ``year`` (rows are ordered by it), ``benchmark``,
-    ``input`` (gt | cpn; optional for 3DHP), ``protocol``, optional ``decimals``, and
-    ``metrics: {metric: {group: value}}``. A missing
+    Each entry: ``name``, ``short``, ``kind`` (:data:`REFERENCE_KINDS`: ``paper``, a table of a
+    published paper, or ``released-code-output``, the example output a released repository shows),
+    ``origin`` (the paper's table, or the repository's file), ``source``, ``year`` (rows are ordered
+    by it), ``benchmark``, ``input`` (gt | cpn; optional for 3DHP), ``protocol``, optional
+    ``decimals``, and ``metrics: {metric: {group: value}}``. A missing
     folder gives no references (an installed package without the repository's ``results/``).
     """
     import yaml
@@ -65,7 +72,8 @@ def load_references(ref_dir: Path | None = None) -> list[dict[str, Any]]:
         if not isinstance(entries, list):
             raise DataError(f"{path}: expected a mapping with a 'references' list")
         for i, ref in enumerate(entries):
-            refs.append(_check_reference(ref, f"{path}: reference {i + 1}"))
+            name = f" ({ref['name']!r})" if isinstance(ref, dict) and "name" in ref else ""
+            refs.append(_check_reference(ref, f"{path}: reference {i + 1}{name}"))
     return sorted(refs, key=lambda r: r["year"] if r["year"] is not None else 9999)  # stable: file order within a year
 
 
@@ -75,6 +83,14 @@ def _check_reference(ref: Any, where: str) -> dict[str, Any]:
     for key in ("name", "source", "benchmark", "metrics"):
         if key not in ref:
             raise DataError(f"{where}: missing key '{key}'")
+    kind = ref.get("kind")
+    if kind is None:
+        raise DataError(f"{where}: missing key 'kind' (one of {', '.join(REFERENCE_KINDS)})")
+    if not isinstance(kind, str) or kind not in REFERENCE_KINDS:
+        raise DataError(f"{where}: kind must be one of {', '.join(REFERENCE_KINDS)}, got {kind!r}")
+    origin = " ".join(str(ref.get("origin") or "").split())
+    if not origin:
+        raise DataError(f"{where}: kind {kind!r} needs 'origin' ({REFERENCE_KINDS[kind]})")
     bench = ref["benchmark"]
     if bench not in BENCHMARK_NAMES:
         raise DataError(f"{where}: benchmark '{bench}' is not one of {', '.join(BENCHMARK_NAMES)}")
@@ -105,6 +121,7 @@ def _check_reference(ref: Any, where: str) -> dict[str, Any]:
     if year is not None and (isinstance(year, bool) or not isinstance(year, int)):
         raise DataError(f"{where}: year must be an integer")
     return {"name": str(ref["name"]), "short": str(ref.get("short") or ref["name"]), "year": year,
+            "kind": kind, "origin": origin,
             "source": " ".join(str(ref["source"]).split()), "benchmark": bench, "input": ref.get("input"),
             "protocol": str(ref.get("protocol", "")), "decimals": decimals, "metrics": clean}
 

@@ -187,8 +187,24 @@ def _setting_caption(sub: pd.DataFrame, dropped: Sequence[str]) -> str:
     return " ".join(parts)
 
 
+def reference_kind_text(ref: dict[str, Any]) -> str:
+    """What a reference row is, from its ``kind`` and ``origin``: ``a paper table (Table 1)`` or
+    ``the released code's example output (README of ...), not a paper table`` ("" without a kind)."""
+    kind, origin = ref.get("kind"), ref.get("origin")
+    where = f" ({origin})" if origin else ""
+    if kind == "paper":
+        return f"a paper table{where}"
+    if kind == "released-code-output":
+        return f"the released code's example output{where}, not a paper table"
+    return ""
+
+
 def _refs_caption(refs: Sequence[dict[str, Any]]) -> str:
-    return " ".join(f"Reference: {r['name']}: {r['source']}." for r in refs)
+    parts = []
+    for r in refs:
+        what = reference_kind_text(r)
+        parts.append(f"Reference: {r['name']}: {r['source']}." + (f" {r['short']}: {what}." if what else ""))
+    return " ".join(parts)
 
 
 def _slug(*parts: str) -> str:

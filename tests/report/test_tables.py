@@ -4,6 +4,7 @@ by hand (means, sample std over seeds, bold on the right cell, differences to th
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from harness.report.results import TIDY_COLUMNS, read_tidy, write_tidy
 from harness.skeleton import H36M_ACTIONS
 
 # ------------------------------------------------------------------------------------------ helpers
+CCE_ROW = "Cross-channel embedding (ICASSP 2024), released code's example output, CPN 2D"  # not a paper table
 BASE = {"profile": "quick", "synthetic": True, "data_root": "", "keypoints": "gt", "git_commit": "abc",
         "device": "cpu"}
 
@@ -152,18 +154,17 @@ def test_cpn_input_matches_cpn_references():
     df = frame(h36m_run("full", "gmm", 0, 48, 55, keypoints="cpn_ft_h36m_dbb", synthetic=False, data_root="/d"),
                h36m_run("baseline", "gmm", 0, 50, 55, keypoints="cpn_ft_h36m_dbb", synthetic=False, data_root="/d"))
     p1 = T.h36m_table(df, "P1")
-    assert list(p1.index) == ["DiffPose (CVPR 2023), CPN 2D",
-                              "Cross-channel embedding (ICASSP 2024), released code, CPN 2D",
-                              "GraFormer lifter (ours)", "baseline + GMM", "full + GMM"]
+    assert list(p1.index) == ["DiffPose (CVPR 2023), CPN 2D", CCE_ROW, "GraFormer lifter (ours)", "baseline + GMM",
+                              "full + GMM"]
     assert list(p1.columns)[-3:] == ["Avg", "Δ Avg vs DiffPose", "Δ Avg vs CCE code"]
     assert p1.loc["DiffPose (CVPR 2023), CPN 2D", "Photo"] == "63.5"
-    assert p1.loc["Cross-channel embedding (ICASSP 2024), released code, CPN 2D", "Avg"] == "49.40"
-    assert p1.loc["Cross-channel embedding (ICASSP 2024), released code, CPN 2D", "Directions"] == "–"
+    assert p1.loc[CCE_ROW, "Avg"] == "49.40"
+    assert p1.loc[CCE_ROW, "Directions"] == "–"
     assert p1.loc["full + GMM", "Avg"] == "55.0"
     assert p1.loc["full + GMM", "Δ Avg vs DiffPose"] == "+5.3"  # 55 - 49.7
     assert p1.loc["full + GMM", "Δ Avg vs CCE code"] == "+5.60"  # 55 - 49.40, to the reference's 2 decimals
     p2 = T.h36m_table(df, "P2")
-    assert list(p2.index)[0] == "Cross-channel embedding (ICASSP 2024), released code, CPN 2D"
+    assert list(p2.index)[0] == CCE_ROW
     assert p2.iloc[0]["Avg"] == "39.05"
     assert p2.loc["full + GMM", "Δ Avg vs CCE code"] == "+5.95"  # 45 - 39.05
     assert "CPN detections (cpn_ft_h36m_dbb)" in p1.attrs["caption"]
@@ -187,20 +188,72 @@ def test_committed_references_transcribed():
     # The published Avg is the mean of the actions (to the printed precision).
     assert abs(sum(cpn[a] for a in H36M_ACTIONS) / 15 - 49.7) < 0.06
     assert abs(sum(gt[a] for a in H36M_ACTIONS) / 15 - 31.6) < 0.06
-    cc = refs["Cross-channel embedding (ICASSP 2024), released code, CPN 2D"]
+    cc = refs[CCE_ROW]
     assert cc["metrics"] == {"P1": {"Avg": 49.40}, "P2": {"Avg": 39.05}} and cc["input"] == "cpn"
     assert all(r["source"] for r in refs.values())
+    # What each is: DiffPose's rows are a paper table; the cross-channel numbers are the example console
+    # output in the released code's README, not a table of the ICASSP 2024 paper.
+    assert {name: r["kind"] for name, r in refs.items()} == {
+        "DiffPose (CVPR 2023), CPN 2D": "paper", "DiffPose (CVPR 2023), GT 2D": "paper",
+        CCE_ROW: "released-code-output"}
+    assert cc["origin"] == "README of github jjkislele/monoMotionDiff, Evaluation section, the console output of eval.py"
+    assert all(r["origin"] for r in refs.values())
 
 
 def test_bad_reference_yaml_is_a_data_error(tmp_path):
-    (tmp_path / "x.yaml").write_text("references:\n  - name: a\n    source: s\n    benchmark: h36m\n"
-                                     "    input: gt\n    metrics: {P1: {Jumping: 3}}\n")
+    (tmp_path / "x.yaml").write_text("references:\n  - name: a\n    source: s\n    benchmark: h36m\n    kind: paper\n"
+                                     "    origin: Table 1\n    input: gt\n    metrics: {P1: {Jumping: 3}}\n")
     with pytest.raises(DataError, match="unknown group 'Jumping'"):
         T.load_references(tmp_path)
-    (tmp_path / "x.yaml").write_text("references: [{name: a, source: s, benchmark: h36m, metrics: {P1: {Avg: 1}}}]")
+    (tmp_path / "x.yaml").write_text("references: [{name: a, source: s, benchmark: h36m, kind: paper, origin: Table 1,"
+                                     " metrics: {P1: {Avg: 1}}}]")
     with pytest.raises(DataError, match="input must be 'gt' or 'cpn'"):
         T.load_references(tmp_path)
     assert T.load_references(tmp_path / "absent") == []
+
+
+def _ref_yaml(**over) -> str:
+    entry = {"name": "X (2099), GT 2D", "short": "X", "kind": "paper", "origin": "Table 3", "source": "s",
+             "benchmark": "h36m", "input": "gt", "metrics": {"P1": {"Avg": 30.0}}, **over}
+    return "references:\n  - " + "\n    ".join(f"{k}: {v}" for k, v in entry.items() if v is not None) + "\n"
+
+
+def test_reference_kind_is_required_and_checked(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text(_ref_yaml())
+    (ref,) = T.load_references(tmp_path)
+    assert (ref["kind"], ref["origin"]) == ("paper", "Table 3")
+    path.write_text(_ref_yaml(kind="released-code-output", origin="README of github owner/repo"))
+    assert T.load_references(tmp_path)[0]["kind"] == "released-code-output"
+    # Missing or unknown kind, or no origin: one line naming the file and the entry.
+    for over, msg in (({"kind": None}, "missing key 'kind' (one of paper, released-code-output)"),
+                      ({"kind": "preprint"}, "kind must be one of paper, released-code-output, got 'preprint'"),
+                      ({"kind": "[paper]"}, "kind must be one of paper, released-code-output, got ['paper']"),
+                      ({"origin": None}, "kind 'paper' needs 'origin' (the paper's table, e.g. 'Table 1')")):
+        path.write_text(_ref_yaml(**over))
+        with pytest.raises(DataError, match=re.escape(msg)) as e:
+            T.load_references(tmp_path)
+        assert str(e.value).startswith(f"{path}: reference 1 ('X (2099), GT 2D'): ") and "\n" not in str(e.value)
+
+
+def test_reference_kind_in_markdown_and_latex_captions():
+    df = frame(h36m_run("full", "gaussian", 0, 48, 55, keypoints="cpn_ft_h36m_dbb", synthetic=False, data_root="/d"))
+    t = T.h36m_table(df, "P1")
+    cap = T.to_markdown(t).splitlines()[0]
+    cce = ("CCE code: the released code's example output (README of github jjkislele/monoMotionDiff, Evaluation "
+           "section, the console output of eval.py), not a paper table.")
+    diffpose = ("DiffPose: a paper table (the paper's Human3.6M MPJPE comparison table, frame-based rows, "
+                "CPN-detected 2D input).")
+    assert cce in cap and diffpose in cap
+    assert cap.index("Reference: DiffPose (CVPR 2023), CPN 2D:") < cap.index(diffpose) < cap.index(
+        f"Reference: {CCE_ROW}:") < cap.index(cce)
+    tex = T.to_latex(t)
+    assert T.latex_escape(cce) in tex and T.latex_escape(diffpose) in tex
+    assert "\\caption{" in tex and "eval.py), not a paper table." in tex
+    # The GT-2D table has only the paper row.
+    gt = T.h36m_table(frame(h36m_run("full", "gaussian", 0, 48, 55)), "P1").attrs["caption"]
+    assert "DiffPose: a paper table (the paper's Human3.6M MPJPE comparison table, frame-based rows, " \
+           "ground-truth 2D input)." in gt and "not a paper table" not in gt
 
 
 def test_latest_run_per_seed_is_kept():
