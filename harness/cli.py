@@ -92,11 +92,13 @@ def data_synth(
 def data_prepare(
     data_root: Path = typer.Option(..., "--data-root", help="Folder with data_3d_h36m.npz and cameras.h5."),
     out: Path = typer.Option(..., "--out", help="Folder to write data_2d_h36m_gt.npz into."),
+    joints: int = typer.Option(17, "--joints", min=16, max=17,
+                               help="16: write data_2d_h36m_gt16.npz, H36M order less Neck/Nose (--keypoints gt16)."),
 ) -> None:
     """Derive the ground-truth 2D file from the 3D and the cameras (VideoPose3D's prepare step)."""
     from harness.data.h36m import prepare_gt_2d
 
-    path = prepare_gt_2d(data_root, out)
+    path = prepare_gt_2d(data_root, out, joints=joints)
     console.print(f"wrote {path}", highlight=False)
 
 
@@ -209,8 +211,10 @@ def print_metrics(result: dict) -> None:
     """A summary table of one run: rows are actions (H36M) or scenes (3DHP), columns the models."""
     m = result["metrics"]
     bench = result["config"]["benchmark"]
+    train_on = result["config"].get("train_on")
     title = (f"{result['run']}\n({'synthetic' if result['data']['synthetic'] else 'real'} data, "
-             f"{result['data']['test_frames']:,} test frames, {result['wall_time_s']:.0f} s)")
+             + (f"trained on {train_on.upper()}, " if train_on else "")
+             + f"{result['data']['test_frames']:,} test frames, {result['wall_time_s']:.0f} s)")
     table = Table(title=title)
     if bench == "h36m":
         table.add_column("action (mm)")
@@ -223,16 +227,28 @@ def print_metrics(result: dict) -> None:
                           style="bold" if a == "Avg" else None)
     else:
         table.add_column("scene")
-        for name in m:
-            for col in ("PCK", "AUC", "MPJPE"):
-                table.add_column(f"{name} {col}", justify="right")
         first = next(iter(m.values()))
+        # PCK, AUC, MPJPE: the 14 evaluation joints; PCK17, AUC17: all 17 (runs from before lack them)
+        cols = [c for c in ("PCK", "AUC", "MPJPE", "PCK17", "AUC17") if c in first.get("All", {})]
+        for name in m:
+            for col in cols:
+                table.add_column(f"{name} {col}", justify="right")
         for key in first:
             if not isinstance(first[key], dict) or "PCK" not in first[key]:
                 continue
-            table.add_row(key, *[f"{m[n][key][c]:.1f}" for n in m for c in ("PCK", "AUC", "MPJPE")],
+            table.add_row(key, *[f"{m[n][key][c]:.1f}" for n in m for c in cols],
                           style="bold" if key == "All" else None)
+        if "PCK17" in cols:
+            table.caption = "PCK, AUC, MPJPE: 14 evaluation joints; PCK17, AUC17: all 17 joints"
     console.print(table)
+
+
+_TRAIN_ON_HELP = ("Cross-dataset: train on this benchmark's training set instead (h36m with --benchmark 3dhp: "
+                  "H36M S1 S5 S6 S7 S8, tested on 3DHP; --data-root then holds h36m/ and 3dhp/).")
+
+
+_RECIPE_HELP = ("How to train and evaluate: harness (this project's defaults), released (the cross-channel code), "
+                "diffpose (DiffPose's code); harness/configs/recipes.yaml. Orthogonal to --profile (the budget).")
 
 
 @app.command("train")
@@ -241,9 +257,11 @@ def train_cmd(
     variant: str = typer.Option("full", "--variant", help=f"{_ALL_VARIANTS.replace(',', ', ')}."),
     noise: str = typer.Option("gaussian", "--noise", help=f"{_ALL_NOISES.replace(',', ', ')}."),
     benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help=" or ".join(BENCHMARKS) + "."),
+    train_on: Optional[str] = typer.Option(None, "--train-on", help=_TRAIN_ON_HELP),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Real data folder (default: synthetic)."),
     keypoints: Optional[str] = typer.Option(None, "--keypoints", help="H36M 2D input (default gt)."),
     profile: str = typer.Option("quick", "--profile", help="smoke, quick, diffpose, paper, ... (harness/configs/profiles.yaml)."),
+    recipe: str = typer.Option("harness", "--recipe", help=_RECIPE_HELP),
     seed: int = typer.Option(0, "--seed", min=0),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("runs"), "--out", help="Results folder."),
@@ -260,17 +278,69 @@ def train_cmd(
     from harness.safeio import read_json
 
     cfg = resolve_config(profile, {"variant": variant, "noise": noise, "benchmark": benchmark.value,
+                                   "train_on": train_on,
                                    "data_root": str(data_root) if data_root else None, "keypoints": keypoints,
                                    "seed": seed, "device": device, "epochs": epochs, "hypotheses": hypotheses,
                                    "precision": precision,
-                                   "initial_3d": str(initial_3d) if initial_3d else None})
+                                   "initial_3d": str(initial_3d) if initial_3d else None}, recipe=recipe)
     check_writable(out)
-    console.print(f"training {cfg.variant} / {cfg.noise} on {cfg.benchmark} "
-                  f"({'synthetic' if cfg.data_root is None else cfg.data_root}), profile {profile}", highlight=False)
+    console.print(f"training {cfg.variant} / {cfg.noise} on {cfg.benchmark}"
+                  f"{f' (trained on {cfg.train_on})' if cfg.train_on else ''} "
+                  f"({'synthetic' if cfg.data_root is None else cfg.data_root}), profile {profile}, recipe {cfg.recipe}",
+                  highlight=False)
     run_dir = run(cfg, out, progress=_progress_printer())
     result = read_json(run_dir / "metrics.json")
     print_metrics(result)
     console.print(f"results in {run_dir}", highlight=False)
+
+
+@app.command("import-weights")
+@handle_errors
+def import_weights_cmd(
+    denoiser: Path = typer.Option(..., "--denoiser", help="Released denoiser checkpoint (.pth)."),
+    out: Path = typer.Option(..., "--out", help="The run folder to create (must not exist, or be empty)."),
+    lifter: Optional[Path] = typer.Option(None, "--lifter", help="DiffPose's lifter (gcn_xyz_cpn.pth / gcn_xyz_gt.pth)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="monomotiondiff or diffpose (default: read off the keys)."),
+    ema: bool = typer.Option(False, "--ema", help="Take the EMA shadow (states[4]) instead of the raw weights the released evaluations use."),
+    n_head: int = typer.Option(4, "--heads", min=1, help="Attention heads (not stored in the weights; 4 in every released config)."),
+    benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help="Benchmark `harness eval` evaluates it on."),
+    keypoints: str = typer.Option("gt", "--keypoints", help="2D input `eval` uses (cpn_ft_h36m_dbb for the CPN weights)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Data folder `eval` uses (default: synthetic)."),
+) -> None:
+    """Import released weights (monoMotionDiff DiffModel, DiffPose GCNdiff, DiffPose's lifter) as a run folder."""
+    from harness.weights import FORMATS, import_weights
+
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
+    run_dir = import_weights(denoiser, out, lifter=lifter, fmt=fmt, ema=ema, n_head=n_head,
+                             benchmark=benchmark.value, keypoints=keypoints,
+                             data_root=str(data_root) if data_root else None)
+    from harness.safeio import read_json
+
+    cfg, origin = read_json(run_dir / "config.json"), read_json(run_dir / "origin.json")
+    console.print(f"imported {origin['denoiser']['source']} ({cfg['variant']}, hid {cfg['hid_dim']}, "
+                  f"{cfg['num_layers']} layers; {origin['denoiser']['weights']}), recipe {cfg['recipe']}"
+                  f"{'' if origin.get('lifter') else '; no lifter: eval trains the harness lifter'}", highlight=False)
+    console.print(f"run folder {run_dir}: `harness eval {run_dir}` or `harness predict {run_dir} --input ...`",
+                  highlight=False)
+
+
+@app.command("predict")
+@handle_errors
+def predict_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder (`harness train` or `harness import-weights`)."),
+    input_path: Path = typer.Option(..., "--input", help="npz with pose_2d (N, 17 or 16, 2)."),
+    output_path: Path = typer.Option(..., "--output", help="npz to write: pose_3d and lifter_3d (N, J, 3), metres."),
+    image_size: Optional[tuple[int, int]] = typer.Option(None, "--image-size", help="W H: pose_2d is in pixels."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
+) -> None:
+    """Lift your own 2D poses to 3D with a run's lifter and denoiser, using the run's recipe."""
+    from harness.predict import predict
+
+    arrays = predict(run_dir, input_path, output_path, image_size=image_size, device=device, overwrite=overwrite)
+    console.print(f"wrote {output_path}: pose_3d {tuple(arrays['pose_3d'].shape)}, lifter_3d "
+                  f"{tuple(arrays['lifter_3d'].shape)}", highlight=False)
 
 
 @app.command("eval")
@@ -308,9 +378,11 @@ def ablate_cmd(
     benchmarks: str = typer.Option(",".join(BENCHMARKS), "--benchmarks", help="Comma-separated benchmarks."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
     profile: str = typer.Option("quick", "--profile", help="Profile (harness/configs/profiles.yaml)."),
+    recipe: str = typer.Option("harness", "--recipe", help=_RECIPE_HELP),
     data_root: Optional[Path] = typer.Option(None, "--data-root",
                                              help="Real data: a folder with h36m/ and 3dhp/ (or one benchmark's files)."),
     keypoints: Optional[str] = typer.Option(None, "--keypoints", help="H36M 2D input (default gt)."),
+    train_on: Optional[str] = typer.Option(None, "--train-on", help=_TRAIN_ON_HELP),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("results"), "--out", help="Results folder."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="Override the profile's epochs."),
@@ -333,7 +405,7 @@ def ablate_cmd(
 
         raise ConfigError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
     overrides = {"data_root": str(data_root) if data_root else None, "keypoints": keypoints, "device": device,
-                 "epochs": epochs}
+                 "epochs": epochs, "train_on": train_on, "recipe": recipe}
     cfgs = plan(_csv(variants, "--variants"), _csv(noises, "--noises"), _csv(benchmarks, "--benchmarks"),
                 seed_list, profile, overrides)
     sh = Shard.parse(shard)
@@ -358,8 +430,9 @@ def ablate_cmd(
 
             raise ConfigError("--jobs with --shard: give one of them (--jobs 1 to run a shard in one process)")
         argv = ["--variants", variants, "--noises", noises, "--benchmarks", benchmarks, "--seeds", seeds,
-                "--profile", profile, "--device", device, "--out", str(out)]
-        for opt, val in (("--data-root", data_root), ("--keypoints", keypoints), ("--epochs", epochs)):
+                "--profile", profile, "--recipe", recipe, "--device", device, "--out", str(out)]
+        for opt, val in (("--data-root", data_root), ("--keypoints", keypoints), ("--epochs", epochs),
+                         ("--train-on", train_on)):
             if val is not None:
                 argv += [opt, str(val)]
         console.print(f"{len(mine)} runs in {n_jobs} worker processes (logs in {out / 'logs'})", highlight=False)

@@ -20,6 +20,8 @@ from harness.errors import ConfigError
 from harness.protocols import BENCHMARKS
 
 DEVICES = ("auto", "cpu", "cuda")
+# Cross-dataset training: benchmark -> the other training sets it may be trained on (config ``train_on``).
+TRAIN_ON = {"3dhp": ("h36m",)}
 
 
 @dataclass
@@ -28,12 +30,14 @@ class Config:
     variant: str = "full"            # baseline | cce | cag | full (harness/configs/variants.yaml)
     noise: str = "gaussian"          # gaussian | gmm
     benchmark: str = "h36m"          # h36m | 3dhp
+    train_on: str | None = None      # None: the benchmark's own training set; "h36m" with 3dhp (cross-dataset)
     data_root: str | None = None     # None: the synthetic benchmark the harness generates
     keypoints: str = "gt"            # H36M 2D input: gt, cpn_ft_h36m_dbb, sh_pt_mpii, ... (synthetic: synth_det)
     initial_3d: str | None = None    # npz of the user's own initial 3D (replaces the lifter stage)
     seed: int = 0
     device: str = "auto"             # auto | cpu | cuda
     profile: str = "custom"          # the profile name this config was resolved from (informative)
+    recipe: str = "harness"          # harness | released | diffpose (harness/configs/recipes.yaml)
     # --- data -------------------------------------------------------------------------------
     train_stride: int = 1            # keep every n-th training frame (1: all)
     test_stride: int = 1             # keep every n-th test frame (1: all; the protocol)
@@ -71,6 +75,12 @@ class Config:
     ema_rate: float = 0.999
     ema_warmup: bool = True          # decay min(ema_rate, (1+n)/(10+n)) at update n (diffusers); False: constant
     flip_augment: bool = True
+    # --- evaluation recipe (harness/configs/recipes.yaml sets these per source) ---------------
+    test_flip: bool = True           # average the refinement with the flipped pose's (un-flipped)
+    lifter_test_flip: bool = True    # average the lifter with its flipped input's; False: run it once
+    eval_weights: str = "ema"        # ema | raw: the weights evaluated (the released code: raw, states[0])
+    root_mode: str = "subtract"      # subtract: x - x_root; zero_root: the released in-place form (root := 0)
+    train_keypoints: str | None = None  # None: the denoiser trains on the test 2D's kind; "gt": on GT 2D
     eval_batch_size: int = 4096
     checkpoint_every: int = 1        # epochs
     precision: str = "fp32"          # fp32 | bf16
@@ -83,23 +93,33 @@ class Config:
 
     def hash(self, keys: list[str] | None = None) -> str:
         d = self.to_dict()
-        d = {k: d[k] for k in (keys if keys is not None else d) if k not in self.NOT_HASHED}
+        d = {k: d[k] for k in (keys if keys is not None else d)
+             if k not in self.NOT_HASHED and not (k in self.HASHED_WHEN_SET and d[k] is None)
+             and not (k in self.HASHED_UNLESS_DEFAULT and d[k] == FIELD_DEFAULTS[k])}
         blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     # Fields that do not change what a run computes (where it ran, how often it saves).
     NOT_HASHED = ("device", "checkpoint_every", "eval_batch_size", "profile")
+    # Fields hashed only when set (not None), so that runs from before they existed keep their names.
+    HASHED_WHEN_SET = ("train_on",)
+    # Fields hashed only when they differ from their default, for the same reason (the recipe fields).
+    HASHED_UNLESS_DEFAULT = ("recipe", "test_flip", "lifter_test_flip", "eval_weights", "root_mode",
+                             "train_keypoints")
 
     # Fields that decide the shared first stage (lifter): everything a lifter depends on.
-    LIFTER_KEYS = ["benchmark", "data_root", "keypoints", "initial_3d", "seed", "train_stride", "lifter_hid_dim",
-                   "lifter_layers", "lifter_heads", "lifter_dropout", "lifter_epochs", "lifter_lr",
-                   "lifter_batch_size", "flip_augment", "precision"]
+    LIFTER_KEYS = ["benchmark", "train_on", "data_root", "keypoints", "initial_3d", "seed", "train_stride",
+                   "lifter_hid_dim", "lifter_layers", "lifter_heads", "lifter_dropout", "lifter_epochs", "lifter_lr",
+                   "lifter_batch_size", "flip_augment", "precision", "lifter_test_flip", "root_mode"]
 
     def lifter_hash(self) -> str:
         return self.hash(self.LIFTER_KEYS)
 
 
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Config)}
+FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
+EVAL_WEIGHTS = ("ema", "raw")
+ROOT_MODES = ("subtract", "zero_root")
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
@@ -154,8 +174,17 @@ def validate(cfg: Config, source: str = "config") -> Config:
     need(cfg.lifter_hid_dim % cfg.lifter_heads == 0, "lifter_hid_dim",
          f"must be a multiple of lifter_heads ({cfg.lifter_heads})")
     need(cfg.benchmark in BENCHMARKS, "benchmark", f"must be one of {', '.join(BENCHMARKS)}")
+    if cfg.train_on == cfg.benchmark:  # the benchmark's own training set: the default, spelled out
+        cfg = dataclasses.replace(cfg, train_on=None)
+    other = TRAIN_ON.get(cfg.benchmark, ())
+    need(cfg.train_on is None or cfg.train_on in other, "train_on",
+         f"must be {' or '.join((f'{cfg.benchmark} (its own training set)',) + other)} with benchmark {cfg.benchmark}")
     need(cfg.device in DEVICES or cfg.device.startswith("cuda:"), "device", f"must be one of {', '.join(DEVICES)}")
     need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
+    need(cfg.eval_weights in EVAL_WEIGHTS, "eval_weights", f"must be one of {', '.join(EVAL_WEIGHTS)}")
+    need(cfg.root_mode in ROOT_MODES, "root_mode", f"must be one of {', '.join(ROOT_MODES)}")
+    need(cfg.train_keypoints in (None, "gt"), "train_keypoints", "must be empty (the test 2D's kind) or gt")
+    need(cfg.recipe in load_recipes(), "recipe", f"must be one of {', '.join(load_recipes())}")
     from harness.variants import NOISES, VARIANTS  # late: variants imports config
 
     VARIANTS.check(cfg.variant, f"{source}: variant")
@@ -187,16 +216,76 @@ def load_profiles(path: Path | None = None) -> dict[str, dict[str, Any]]:
     return out
 
 
+_RECIPES: dict[str, dict[str, Any]] | None = None
+
+
+def load_recipes(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """``harness/configs/recipes.yaml``: recipe name -> ``{"description", "values", "detected"}``, every
+    key a Config field (checked); cached after the first read of the packaged file."""
+    global _RECIPES
+    if path is None and _RECIPES is not None:
+        return _RECIPES
+    src = Path(path) if path else CONFIG_DIR / "recipes.yaml"
+    data = load_yaml(src)
+    if not isinstance(data, dict) or not isinstance(data.get("recipes"), dict):
+        raise ConfigError(f"{src}: expected a mapping with a 'recipes' key")
+    out: dict[str, dict[str, Any]] = {}
+    for name, body in data["recipes"].items():
+        if not isinstance(body, dict) or not isinstance(body.get("values"), dict):
+            raise ConfigError(f"{src}: recipe '{name}' must be a mapping with 'values'")
+        extra = set(body) - {"description", "values", "detected"}
+        if extra:
+            raise ConfigError(f"{src}: recipe '{name}' has unknown key '{sorted(extra)[0]}'")
+        for part in ("values", "detected"):
+            apply_overrides(Config(), body.get(part) or {}, source=f"{src}: recipe '{name}' {part}")
+        out[str(name)] = {"description": str(body.get("description", "")), "values": dict(body["values"]),
+                          "detected": dict(body.get("detected") or {})}
+    if path is None:
+        _RECIPES = out
+    return out
+
+
+def recipe_keys() -> set[str]:
+    """Every Config field some recipe sets: a profile may not set them (budget and recipe stay apart)."""
+    return {k for r in load_recipes().values() for part in ("values", "detected") for k in r[part]}
+
+
+def is_detected(keypoints: str) -> bool:
+    """True when the 2D input is a detector's, not ground truth (``gt``, ``gt16``, ``gt_gmm``, ...)."""
+    return not str(keypoints).startswith("gt")
+
+
+def recipe_values(recipe: str, keypoints: str) -> dict[str, Any]:
+    """The Config values of ``recipe`` for 2D input ``keypoints`` (its ``detected`` part on detections)."""
+    recipes = load_recipes()
+    if recipe not in recipes:
+        raise ConfigError(f"--recipe: unknown recipe '{recipe}'; valid: {', '.join(recipes)}")
+    r = recipes[recipe]
+    return {**r["values"], **(r["detected"] if is_detected(keypoints) else {}), "recipe": recipe}
+
+
 def resolve_config(profile: str = "quick", overrides: dict[str, Any] | None = None,
-                   profiles_path: Path | None = None) -> Config:
-    """Config() <- profile <- overrides (None values in overrides are ignored)."""
+                   profiles_path: Path | None = None, recipe: str | None = None) -> Config:
+    """Config() <- recipe <- profile <- overrides (None values in overrides are ignored).
+
+    The recipe (``harness/configs/recipes.yaml``, default ``harness``) says how to train and evaluate;
+    the profile how much (epochs, sizes, strides); a profile may not set a recipe's keys."""
     profiles = load_profiles(profiles_path)
     if profile not in profiles:
         raise ConfigError(f"--profile: unknown profile '{profile}'; valid: {', '.join(sorted(profiles))}")
-    cfg = apply_overrides(Config(profile=profile), profiles[profile], source=f"profile '{profile}'")
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    recipe = recipe or overrides.pop("recipe", None) or "harness"
+    overrides.pop("recipe", None)
+    clash = sorted(set(profiles[profile]) & recipe_keys())
+    if clash:
+        raise ConfigError(f"{profiles_path or CONFIG_DIR / 'profiles.yaml'}: profile '{profile}' sets '{clash[0]}', "
+                          "a recipe key (harness/configs/recipes.yaml); profiles set the budget only")
+    keypoints = overrides.get("keypoints", profiles[profile].get("keypoints", Config.keypoints))
+    cfg = apply_overrides(Config(profile=profile), recipe_values(recipe, keypoints), source=f"recipe '{recipe}'")
+    cfg = apply_overrides(cfg, profiles[profile], source=f"profile '{profile}'")
     # a bad value in the profile is blamed on the profile's file, not on the command-line options
     validate(cfg, source=f"{profiles_path or CONFIG_DIR / 'profiles.yaml'}: profile '{profile}'")
-    cfg = apply_overrides(cfg, {k: v for k, v in (overrides or {}).items() if v is not None}, source="options")
+    cfg = apply_overrides(cfg, overrides, source="options")
     return validate(cfg, source="options")
 
 

@@ -3,15 +3,15 @@ lifter config and shared by every variant (``<out>/shared/lifter-*``, under a lo
 initial 3D (``--initial-3d``).
 
 Released inference (monoMotionDiff ``runners/diffpose.py``): the lifter's output, made root-relative,
-is the 3D half of the sampler's start ``x_K``. At test time this harness averages the lifter with its
-prediction on the flipped input (``test_flip``); training-split predictions (for the GMM noise fit)
-are not flipped.
+is the 3D half of the sampler's start ``x_K``. At test time the ``harness`` recipe averages the lifter
+with its prediction on the flipped input (``lifter_test_flip``); the released recipes run it once.
+Training-split predictions (for the GMM noise fit) are not flipped.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,18 +20,20 @@ from harness.config import Config
 from harness.data.base import PoseSet
 from harness.device import DeviceData, autocast
 from harness.safeio import atomic_path, write_json
+from harness.skeleton import H36M_PARENTS, root_relative
 from harness.train.augment import Flip
 from harness.train.loop import train_lifter as train_lifter_model
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-def build_lifter_for(cfg: Config) -> torch.nn.Module:
-    """The GraFormer lifter at the config's size, on the fast path (:mod:`harness.models.fast`)."""
+def build_lifter_for(cfg: Config, parents: Sequence[int] = H36M_PARENTS) -> torch.nn.Module:
+    """The GraFormer lifter at the config's size on the skeleton ``parents`` (the data's,
+    :attr:`PoseSet.parents`), on the fast path (:mod:`harness.models.fast`)."""
     from harness.models.fast import build_lifter
 
     return build_lifter(hid_dim=cfg.lifter_hid_dim, num_layers=cfg.lifter_layers, n_head=cfg.lifter_heads,
-                        dropout=cfg.lifter_dropout)
+                        dropout=cfg.lifter_dropout, parents=parents)
 
 
 def _predict(model_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int) -> torch.Tensor:
@@ -40,8 +42,10 @@ def _predict(model_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
 
 
 def lifter_predict(model: torch.nn.Module, pose_2d: torch.Tensor, flip: Flip, batch: int, precision: str,
-                   device: torch.device, test_flip: bool = True) -> torch.Tensor:
-    """Root-relative 3D from the lifter, averaged with the flipped input's (un-flipped) prediction."""
+                   device: torch.device, test_flip: bool = True, root_mode: str = "subtract") -> torch.Tensor:
+    """Root-relative 3D from the lifter (``root_mode``: :func:`harness.skeleton.root_relative`),
+    averaged with the flipped input's (un-flipped) prediction when ``test_flip``; otherwise the lifter
+    runs once, as in the released ``test()`` loops."""
     model.eval()
 
     def fn(x):
@@ -49,7 +53,7 @@ def lifter_predict(model: torch.nn.Module, pose_2d: torch.Tensor, flip: Flip, ba
             y = model(x).float()
             if test_flip:
                 y = 0.5 * (y + flip(model(flip(x)).float()))
-        return y - y[:, :1]
+        return root_relative(y, root_mode)
 
     return _predict(fn, pose_2d, batch)
 
@@ -86,15 +90,51 @@ def _train_lifter(cfg: Config, data: dict[str, PoseSet], out: Path, device: torc
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    model = build_lifter_for(cfg).to(device)
+    model = build_lifter_for(cfg, parents=data["train"].parents).to(device)
     train_lifter_model(cfg, model, data["train"], folder, device, gen, progress)
     flip = Flip(data["train"].num_joints, device=device)
     preds = {}
     for split in ("train", "test"):
         dd = DeviceData.from_poseset(data[split], device)
         preds[split] = lifter_predict(model, dd.pose_2d, flip, cfg.eval_batch_size, cfg.precision, device,
-                                      test_flip=(split == "test")).cpu().numpy().astype(np.float32)
+                                      test_flip=(split == "test" and cfg.lifter_test_flip),
+                                      root_mode=cfg.root_mode).cpu().numpy().astype(np.float32)
     with atomic_path(pred_path, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **preds)
     return preds
+
+
+def load_lifter(cfg: Config, path: Path, parents: Sequence[int], device: torch.device) -> torch.nn.Module:
+    """A lifter from a harness lifter checkpoint (a shared lifter's ``checkpoint.pt`` or an imported
+    run's ``lifter.pt``), at the config's size on the skeleton ``parents``."""
+    from harness.train.checkpoint import load_checkpoint
+
+    st = load_checkpoint(Path(path), "lifter", cfg.to_dict())
+    model = build_lifter_for(cfg, parents=parents).to(device)
+    model.load_state_dict(st["model"])
+    return model.eval()
+
+
+def run_lifter_path(cfg: Config, run_dir: Path) -> Path:
+    """The lifter checkpoint a run folder uses: its own ``lifter.pt`` (imported weights), else the
+    shared lifter trained for its config (``<out>/shared/lifter-*/checkpoint.pt``)."""
+    from harness.runs import lifter_dir
+
+    own = Path(run_dir) / "lifter.pt"
+    return own if own.exists() else lifter_dir(cfg, Path(run_dir).parent) / "checkpoint.pt"
+
+
+def run_lifter_predictions(cfg: Config, run_dir: Path, data: dict[str, PoseSet], device: torch.device,
+                           progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
+    """The lifter's predictions for a run folder: from its imported ``lifter.pt`` if it has one (test
+    split only), else those of the shared lifter (trained if it is not there yet)."""
+    own = Path(run_dir) / "lifter.pt"
+    if not own.exists():
+        return train_lifter(cfg, data, Path(run_dir).parent, device, progress)
+    model = load_lifter(cfg, own, data["test"].parents, device)
+    dd = DeviceData.from_poseset(data["test"], device)
+    flip = Flip(data["test"].num_joints, device=device)
+    test = lifter_predict(model, dd.pose_2d, flip, cfg.eval_batch_size, cfg.precision, device,
+                          test_flip=cfg.lifter_test_flip, root_mode=cfg.root_mode)
+    return {"test": test.cpu().numpy().astype(np.float32)}

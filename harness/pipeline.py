@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -22,23 +22,25 @@ from harness.data.base import PoseSet
 from harness.device import machine_info, select_device
 from harness.errors import DataError
 from harness.evaluate import evaluate
-from harness.lifter import train_lifter
+from harness.lifter import run_lifter_predictions, train_lifter
 from harness.noise import build_noise_for, noise_from_dict
 from harness.runs import git_commit, is_done, run_name
 from harness.safeio import atomic_path, read_json, write_json
+from harness.skeleton import H36M_PARENTS
 from harness.train.checkpoint import load_checkpoint
 from harness.train.loop import train_denoiser
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
-def build_denoiser_for(cfg: Config) -> torch.nn.Module:
-    """The denoiser of ``cfg.variant`` at the config's size, on the fast path (:mod:`harness.models.fast`:
-    the readable model's parameters, the node-major forward and fused kernels)."""
+def build_denoiser_for(cfg: Config, parents: Sequence[int] = H36M_PARENTS) -> torch.nn.Module:
+    """The denoiser of ``cfg.variant`` at the config's size on the skeleton ``parents`` (the data's,
+    :attr:`PoseSet.parents`), on the fast path (:mod:`harness.models.fast`: the readable model's
+    parameters, the node-major forward and fused kernels)."""
     from harness.models.fast import build_denoiser
 
     return build_denoiser(cfg.variant, hid_dim=cfg.hid_dim, num_layers=cfg.num_layers, n_head=cfg.n_head,
-                          dropout=cfg.dropout)
+                          dropout=cfg.dropout, parents=parents)
 
 
 def run(cfg: Config, out: Path, progress: ProgressFn | None = None, data: dict[str, PoseSet] | None = None,
@@ -68,7 +70,7 @@ def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, dat
     write_json(run_dir / "noise.json", noise_model.to_dict())
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    model = build_denoiser_for(cfg).to(device)
+    model = build_denoiser_for(cfg, parents=data["train"].parents).to(device)
     model = train_denoiser(cfg, model, data["train"], noise_model, run_dir, device, gen, progress)
     if progress:
         progress({"stage": "eval"})
@@ -82,7 +84,8 @@ def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, dat
         "machine": machine_info(device), "device": str(device), "wall_time_s": round(time.perf_counter() - t_start, 2),
         "data": {"synthetic": bool(data["train"].meta.get("synthetic", cfg.data_root is None)),
                  "train_frames": len(data["train"]),
-                 "test_frames": len(data["test"])},
+                 "test_frames": len(data["test"]),
+                 "num_joints": data["test"].num_joints},
         "metrics": metrics,
     }
     write_json(run_dir / "metrics.json", result)
@@ -111,14 +114,22 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
     if st["epoch"] + 1 < cfg.epochs:
         raise DataError(f"{run_dir / 'checkpoint.pt'}: training stopped at epoch {st['epoch'] + 1} of "
                         f"{cfg.epochs}; rerun `harness train` to finish it")
-    model = build_denoiser_for(cfg).to(dev)
-    model.load_state_dict(st["ema"])
+    data = load_data(cfg)  # the model is rebuilt on the data's skeleton (17 or 16 joints)
+    model = build_denoiser_for(cfg, parents=data["train"].parents).to(dev)
+    model.load_state_dict(st["ema"] if cfg.eval_weights == "ema" else st["model"])
     noise_model = noise_from_dict(st["noise"])
-    data = load_data(cfg)
-    out = run_dir.parent
-    lifter_preds = train_lifter(cfg, data, out, dev, progress)
+    lifter_preds = run_lifter_predictions(cfg, run_dir, data, dev, progress)
     metrics, per_frame = evaluate(eval_cfg, model, data, lifter_preds["test"], noise_model, dev)
     prev = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+    if not prev:  # a run folder made by `harness import-weights`: no training, so no metrics yet
+        prev = {"harness_version": __version__, "run": run_dir.name, "config": cfg.to_dict(), "seed": cfg.seed,
+                "git_commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "machine": machine_info(dev),
+                "data": {"synthetic": bool(data["train"].meta.get("synthetic", cfg.data_root is None)),
+                         "train_frames": 0, "test_frames": len(data["test"]),
+                         "num_joints": data["test"].num_joints}}
+    if (run_dir / "origin.json").exists():
+        prev["origin"] = read_json(run_dir / "origin.json")
     prev.update({"metrics": metrics, "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "device": str(dev)})
     if eval_cfg.precision != cfg.precision:

@@ -5,6 +5,7 @@ Layout of a results folder (``--out``)::
     <out>/shared/lifter-<benchmark>-seed<S>-<hash>/   the first stage, shared by every variant of a
         config.json  checkpoint.pt  predictions.npz  gmm-k<K>-n<N>.json     benchmark and seed
     <out>/<benchmark>-<variant>-<noise>-seed<S>-<hash>/   one run
+        (a cross-dataset run's <benchmark> is e.g. 3dhp_from_h36m: trained on H36M, tested on 3DHP)
         config.json  checkpoint.pt  noise.json  metrics.json  per_frame.npz
 
 ``<hash>`` is :meth:`harness.config.Config.hash` of the resolved config (the lifter's of its own keys).
@@ -33,14 +34,20 @@ def git_commit() -> str | None:
         return None
 
 
+def benchmark_tag(cfg: Config) -> str:
+    """``<benchmark>``, or ``<benchmark>_from_<train_on>`` for a cross-dataset run (``3dhp_from_h36m``:
+    trained on Human3.6M, tested on MPI-INF-3DHP)."""
+    return cfg.benchmark if not cfg.train_on else f"{cfg.benchmark}_from_{cfg.train_on}"
+
+
 def run_name(cfg: Config) -> str:
-    """``<benchmark>-<variant>-<noise>-seed<S>-<config hash>``."""
-    return f"{cfg.benchmark}-{cfg.variant}-{cfg.noise}-seed{cfg.seed}-{cfg.hash()}"
+    """``<benchmark tag>-<variant>-<noise>-seed<S>-<config hash>`` (:func:`benchmark_tag`)."""
+    return f"{benchmark_tag(cfg)}-{cfg.variant}-{cfg.noise}-seed{cfg.seed}-{cfg.hash()}"
 
 
 def lifter_dir(cfg: Config, out: Path) -> Path:
-    """The shared first stage's folder: ``<out>/shared/lifter-<benchmark>-seed<S>-<lifter hash>``."""
-    return Path(out) / "shared" / f"lifter-{cfg.benchmark}-seed{cfg.seed}-{cfg.lifter_hash()}"
+    """The shared first stage's folder: ``<out>/shared/lifter-<benchmark tag>-seed<S>-<lifter hash>``."""
+    return Path(out) / "shared" / f"lifter-{benchmark_tag(cfg)}-seed{cfg.seed}-{cfg.lifter_hash()}"
 
 
 def is_done(cfg: Config, out: Path) -> bool:
@@ -53,7 +60,9 @@ def is_done(cfg: Config, out: Path) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     mine = cfg.to_dict()
-    return all(old.get(k) == mine[k] for k in mine if k not in Config.NOT_HASHED)
+    from harness.config import FIELD_DEFAULTS  # a field added later reads as its default in an old run
+
+    return all(old.get(k, FIELD_DEFAULTS[k]) == mine[k] for k in mine if k not in Config.NOT_HASHED)
 
 
 def check_writable(folder: Path) -> None:

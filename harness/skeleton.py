@@ -47,6 +47,17 @@ SH16_PARENTS = remove_joints(H36M_PARENTS, SH16_FROM_H36M17)
 SH16_JOINTS_LEFT = tuple(SH16_FROM_H36M17.index(j) for j in H36M_JOINTS_LEFT)
 SH16_JOINTS_RIGHT = tuple(SH16_FROM_H36M17.index(j) for j in H36M_JOINTS_RIGHT)
 
+
+def h36m_layout(num_joints: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """``(parents, joints_left, joints_right)`` of the H36M-order layout with ``num_joints`` joints:
+    17 (Human3.6M's) or 16 (the 17 less Neck/Nose, :data:`SH16_FROM_H36M17`). PoseSets are in one of
+    these two layouts (3DHP's is converted to H36M's 17); ``ValueError`` for any other count."""
+    if num_joints == 17:
+        return H36M_PARENTS, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
+    if num_joints == len(SH16_FROM_H36M17):
+        return SH16_PARENTS, SH16_JOINTS_LEFT, SH16_JOINTS_RIGHT
+    raise ValueError(f"no H36M-order skeleton with {num_joints} joints (17, or 16 without Neck/Nose)")
+
 # --- MPI-INF-3DHP, P-STMO / D3DP order -------------------------------------------------------
 MPI3DHP_JOINT_NAMES = ("head_top", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder",
                        "l_elbow", "l_wrist", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee",
@@ -82,3 +93,21 @@ def bone_lengths(pose: np.ndarray, parents: tuple[int, ...] = H36M_PARENTS) -> n
     c = [e[0] for e in edges]
     p = [e[1] for e in edges]
     return np.linalg.norm(pose[..., c, :] - pose[..., p, :], axis=-1)
+
+
+def root_relative(pose, mode: str = "subtract", root: int = 0):
+    """A pose made root-relative, ``(..., J, C)`` tensor or array; returns a new one.
+
+    ``subtract``: ``x - x[root]`` for every joint. ``zero_root``: what the released code computes with
+    ``x[:, :, :] -= x[:, :1, :]`` in place (DiffPose ``test_hyber``, monoMotionDiff ``runner.test``):
+    the right-hand side is a view of the tensor being written, so once the root row is zeroed the
+    other joints subtract zero; the root becomes 0 and every other joint keeps its absolute value
+    (measured with torch 2.x on CPU; the result of an overlapping in-place op is not guaranteed,
+    on a GPU it may differ)."""
+    if mode == "subtract":
+        return pose - pose[..., root:root + 1, :]
+    if mode == "zero_root":
+        out = pose.clone() if hasattr(pose, "clone") else pose.copy()
+        out[..., root, :] = 0
+        return out
+    raise ValueError(f"root mode must be subtract or zero_root, got {mode!r}")

@@ -1,5 +1,10 @@
 """Inference: DDIM from ``x_K = [2D, lifter 3D]`` (no added noise, as released, or one of ``H`` noisy
-hypotheses), averaged with the flipped pose's refinement.
+hypotheses), averaged with the flipped pose's refinement (``test_flip``; DiffPose has none).
+
+Root: ``root_mode`` (:func:`harness.skeleton.root_relative`). ``subtract`` is the true root-relative
+pose; ``zero_root`` reproduces the released in-place ``x[:, :, :] -= x[:, :1, :]``, which only zeroes
+the root (the other joints keep what the network output). The ``released`` and ``diffpose`` recipes use
+it, because the numbers their code prints were computed that way.
 
 Released recipe (jjkislele/monoMotionDiff ``runners/diffpose.py`` ``test``, DiffPose's likewise): the
 timesteps are :meth:`DDIMScheduler.timesteps` of ``test_timesteps`` over ``test_num_diffusion_timesteps``
@@ -15,6 +20,7 @@ import torch
 from harness.config import Config
 from harness.device import autocast
 from harness.diffusion.scheduler import DDIMScheduler
+from harness.skeleton import root_relative
 from harness.train.augment import Flip
 
 
@@ -35,13 +41,14 @@ class Sampler:
         fn = lambda x, t: self.model(x, t, pose_2d)  # noqa: E731
         with autocast(self.device, self.cfg.precision):
             out = self.sched.sample(fn, x_K, self.seq, eta=self.cfg.eta, generator=generator).float()
-        xyz = out[..., 2:]
-        return xyz - xyz[:, :1]
+        return root_relative(out[..., 2:], self.cfg.root_mode)
 
     @torch.no_grad()
     def __call__(self, pose_2d: torch.Tensor, lifter_3d: torch.Tensor, start_noise=None, generator=None,
                  flip_noise=None) -> torch.Tensor:
         self.model.eval()
         y = self.refine(pose_2d, lifter_3d, start_noise, generator)
+        if not self.cfg.test_flip:
+            return y
         yf = self.refine(self.flip(pose_2d), self.flip(lifter_3d), flip_noise, generator)
         return 0.5 * (y + self.flip(yf))

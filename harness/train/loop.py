@@ -9,6 +9,7 @@ as DiffPose's ``decay`` / ``lr_gamma``); the EMA of the weights is what the stag
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -83,8 +84,11 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
                    device: torch.device, gen: torch.Generator, progress: ProgressFn | None = None
                    ) -> torch.nn.Module:
     """Train (or resume from ``run_dir/checkpoint.pt``) the denoiser ``model``; returns it holding the
-    EMA weights."""
+    weights ``cfg.eval_weights`` names (the EMA, or the raw weights as the released code evaluates).
+    With ``train_keypoints: gt`` (DiffPose's CPN recipe) it trains on the split's GT 2D."""
     cfg_dict = cfg.to_dict()
+    if cfg.train_keypoints == "gt" and "pose_2d_gt" in train_set.meta:
+        train_set = dataclasses.replace(train_set, pose_2d=train_set.meta["pose_2d_gt"])
     train = DeviceData.from_poseset(train_set, device)
     step = DenoiserStep.build(cfg, model, noise_model, train.pose_2d.shape[1], device)
     sched = torch.optim.lr_scheduler.StepLR(step.opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_gamma)
@@ -115,5 +119,6 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
         if progress:
             progress({"stage": "denoiser", "epoch": epoch + 1, "epochs": cfg.epochs, "loss": loss_v,
                       "seconds": time.perf_counter() - t0})
-    model.load_state_dict(step.ema.state_dict())
+    if cfg.eval_weights == "ema":  # the released recipes evaluate the raw weights (states[0])
+        model.load_state_dict(step.ema.state_dict())
     return model
