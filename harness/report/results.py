@@ -5,8 +5,9 @@ function of the runs' ``metrics.json`` files.
 
 Tidy columns (one row per run x model x metric x group):
 
-- ``run``, ``benchmark`` (h36m | 3dhp), ``variant``, ``noise``, ``seed``, ``profile``, ``synthetic`` (bool),
-  ``data_root``, ``keypoints``
+- ``run``, ``benchmark`` (h36m | 3dhp), ``variant``, ``noise``, ``seed``, ``profile``, ``recipe`` (harness |
+  released | diffpose; a run whose config has none, and a results CSV without the column: ``harness``),
+  ``synthetic`` (bool), ``data_root``, ``keypoints``
 - ``model``: ``diffusion`` (the refined pose), ``lifter`` (the initial pose), ``hyp<H>_mean``, ``hyp<H>_best``
 - ``metric``: ``P1``, ``P2`` (H36M, mm); ``PCK``, ``AUC`` (percent), ``MPJPE`` (mm) for 3DHP
 - ``group``: an H36M action or ``Avg``; a 3DHP sequence (TS1..TS6), scene (GS, noGS, Outdoor) or ``All``
@@ -23,8 +24,23 @@ import pandas as pd
 
 from harness.errors import DataError
 
-TIDY_COLUMNS = ["run", "benchmark", "variant", "noise", "seed", "profile", "synthetic", "data_root", "keypoints",
-                "model", "metric", "group", "value", "wall_time_s", "git_commit", "date", "device"]
+TIDY_COLUMNS = ["run", "benchmark", "variant", "noise", "seed", "profile", "recipe", "synthetic", "data_root",
+                "keypoints", "model", "metric", "group", "value", "wall_time_s", "git_commit", "date", "device"]
+# Columns added after results CSVs were first written: a table without one gets the default (older runs
+# were all made with it).
+OPTIONAL_COLUMNS = {"recipe": "harness"}
+DEFAULT_RECIPE = OPTIONAL_COLUMNS["recipe"]
+
+
+def with_optional_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each of :data:`OPTIONAL_COLUMNS` present, empty cells set to its default."""
+    out = df.copy()
+    for col, default in OPTIONAL_COLUMNS.items():
+        if col not in out.columns:
+            out[col] = default
+        else:
+            out[col] = [default if pd.isna(v) or str(v) == "" else str(v) for v in out[col]]
+    return out
 
 
 def run_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -32,6 +48,7 @@ def run_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     cfg = result["config"]
     base = {"run": result["run"], "benchmark": cfg["benchmark"], "variant": cfg["variant"], "noise": cfg["noise"],
             "seed": int(cfg["seed"]), "profile": cfg.get("profile", "custom"),
+            "recipe": cfg.get("recipe") or DEFAULT_RECIPE,
             "synthetic": bool(result.get("data", {}).get("synthetic", cfg.get("data_root") is None)),
             "data_root": cfg.get("data_root") or "", "keypoints": cfg.get("keypoints", ""),
             "wall_time_s": result.get("wall_time_s"), "git_commit": result.get("git_commit") or "",
@@ -82,10 +99,10 @@ def read_tidy(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
         raise DataError(f"{path}: not a valid results CSV ({e})") from None
-    missing = [c for c in TIDY_COLUMNS if c not in df.columns]
+    missing = [c for c in TIDY_COLUMNS if c not in df.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         raise DataError(f"{path}: results CSV lacks column '{missing[0]}'")
-    return df
+    return with_optional_columns(df)
 
 
 def write_tidy(df: pd.DataFrame, path: Path) -> Path:

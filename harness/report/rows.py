@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.errors import DataError
 from harness.protocols import BENCHMARK_NAMES, H36M_ACTIONS, MPI3DHP_SCENE_ORDER  # noqa: F401
-from harness.report.results import TIDY_COLUMNS  # noqa: F401
+from harness.report.results import OPTIONAL_COLUMNS, TIDY_COLUMNS, with_optional_columns  # noqa: F401
 from harness.variants import NOISES, VARIANTS
 
 REFERENCE_DIR = Path(__file__).resolve().parents[1] / "configs" / "reference"  # package data
@@ -155,11 +155,12 @@ def _as_bool(v: Any) -> bool:
 
 def normalise(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of a tidy table with its types fixed (a CSV read gives strings): ``synthetic`` bool
-    (also true for ``synth_*`` keypoints), ``seed`` int, ``value``/``wall_time_s`` float."""
-    missing = [c for c in TIDY_COLUMNS if c not in df.columns]
+    (also true for ``synth_*`` keypoints), ``seed`` int, ``value``/``wall_time_s`` float; a missing or
+    empty ``recipe`` (older runs) is ``harness``."""
+    missing = [c for c in TIDY_COLUMNS if c not in df.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         raise DataError(f"results table lacks column '{missing[0]}'")
-    out = df.copy()
+    out = with_optional_columns(df)
     for c in ("run", "benchmark", "variant", "noise", "profile", "data_root", "keypoints", "model", "metric",
               "group", "git_commit", "date", "device"):
         out[c] = out[c].fillna("").astype(str)

@@ -160,6 +160,33 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+# What each training/evaluation recipe (config ``recipe``; harness/configs/recipes.yaml) follows.
+RECIPE_DESCRIPTIONS = {"harness": "this project's defaults",
+                       "released": "the cross-channel paper's released code, jjkislele/monoMotionDiff",
+                       "diffpose": "DiffPose's released code, GONGJIA0208/Diffpose"}
+# Said in the caption of every table with GMM-noise rows.
+GMM_NOTE = ("GMM: the harness's own per-joint mixture fitted on the lifter's training residuals (harness/noise.py), "
+            "not the cross-channel paper's or DiffPose's GMM construction.")
+
+
+def _recipe_caption(runs: pd.DataFrame) -> str:
+    """``Recipe: harness (this project's defaults; see README 'Recipes').``, or which recipes are
+    mixed (one row per run in ``runs``; a missing/empty recipe is ``harness``)."""
+    recipes = runs["recipe"] if "recipe" in runs.columns else [None] * len(runs)
+    counts = pd.Series([r if isinstance(r, str) and r else "harness" for r in recipes]).value_counts()
+    names = sorted(counts.index, key=lambda r: _order(r, tuple(RECIPE_DESCRIPTIONS)))
+
+    def desc(r: str) -> str:
+        return RECIPE_DESCRIPTIONS.get(r, "")
+
+    if len(names) == 1:
+        r = names[0]
+        return f"Recipe: {r} ({desc(r) + '; ' if desc(r) else ''}see README 'Recipes')."
+    items = "; ".join(f"{r}, {counts[r]} run{'s' if counts[r] != 1 else ''}" + (f" ({desc(r)})" if desc(r) else "")
+                      for r in names)
+    return f"Recipes mixed in this table (rows are not split by recipe): {items}. See README 'Recipes'."
+
+
 def _setting_caption(sub: pd.DataFrame, dropped: Sequence[str]) -> str:
     runs = sub.drop_duplicates("run")
     bench = runs["benchmark"].iloc[0]
@@ -168,6 +195,9 @@ def _setting_caption(sub: pd.DataFrame, dropped: Sequence[str]) -> str:
         parts.append(f"Input: {_keypoints_desc(runs['keypoints'].iloc[0])}.")
     profiles = sorted(runs["profile"].unique())
     parts.append(f"Profile{'s' if len(profiles) > 1 else ''}: {', '.join(profiles)}.")
+    parts.append(_recipe_caption(runs))
+    if (runs["noise"] == "gmm").any():
+        parts.append(GMM_NOTE)
     seeds = sorted(int(s) for s in runs["seed"].unique())
     several = runs.groupby(["profile", "variant", "noise"])["seed"].nunique().max() > 1
     parts.append(f"Seed{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))}"

@@ -256,6 +256,78 @@ def test_reference_kind_in_markdown_and_latex_captions():
            "ground-truth 2D input)." in gt and "not a paper table" not in gt
 
 
+GMM_NOTE = ("GMM: the harness's own per-joint mixture fitted on the lifter's training residuals (harness/noise.py), "
+            "not the cross-channel paper's or DiffPose's GMM construction.")
+
+
+def test_gmm_rows_caption_says_the_gmm_is_the_harness_own(h36m_df):
+    # h36m_df has a "+CCE + GMM" row: the H36M and the ablation captions say whose GMM it is.
+    for t in (T.h36m_table(h36m_df, "P1"), T.h36m_table(h36m_df, "P2"), T.ablation_table(h36m_df)):
+        assert GMM_NOTE in t.attrs["caption"]
+        assert GMM_NOTE in T.to_markdown(t).splitlines()[0]
+        assert T.latex_escape(GMM_NOTE) in T.to_latex(t)
+    hp = frame(_hp_run("full", "gmm", 0, 88.0, 53.0, 70.0))
+    assert GMM_NOTE in T.mpi3dhp_table(hp).attrs["caption"] and GMM_NOTE in T.ablation_table(hp).attrs["caption"]
+    # Gaussian rows only: no GMM note.
+    gauss = frame(h36m_run("full", "gaussian", 0, 45, 60))
+    assert "harness/noise.py" not in T.h36m_table(gauss, "P1").attrs["caption"]
+    assert "harness/noise.py" not in T.ablation_table(gauss).attrs["caption"]
+
+
+def _metrics_json(run, recipe=None, p1=50.0):
+    """A run's metrics.json content as the pipeline writes it (config = the run's config.json)."""
+    cfg = {"benchmark": "h36m", "variant": "full", "noise": "gaussian", "seed": 0, "profile": "quick",
+           "data_root": None, "keypoints": "gt", **({"recipe": recipe} if recipe is not None else {})}
+    res = {"p1": {"Directions": p1, "Avg": p1}, "p2": {"Directions": p1 - 10, "Avg": p1 - 10}}
+    return {"run": run, "config": cfg, "data": {"synthetic": True}, "wall_time_s": 60.0, "git_commit": "abc",
+            "date": "2026-01-01T00:00:00+00:00", "device": "cpu",
+            "metrics": {"diffusion": res, "lifter": {k: {g: v + 5 for g, v in d.items()} for k, d in res.items()}}}
+
+
+def test_recipe_in_setting_caption():
+    from harness.report.results import run_rows
+
+    harness_cap = "Recipe: harness (this project's defaults; see README 'Recipes')."
+    # A config without `recipe` (runs from before it existed) is the harness recipe.
+    old = pd.DataFrame(run_rows(_metrics_json("old")), columns=TIDY_COLUMNS)
+    assert set(old["recipe"]) == {"harness"}
+    t = T.h36m_table(old, "P1", references=[])
+    assert harness_cap in t.attrs["caption"] and harness_cap in T.to_markdown(t).splitlines()[0]
+    assert T.latex_escape(harness_cap) in T.to_latex(t)
+    # Hand-built frames without a recipe value, and tidy tables without the column at all.
+    assert harness_cap in T.h36m_table(frame(h36m_run("full", "gaussian", 0, 45, 60)), "P1").attrs["caption"]
+    assert harness_cap in T.ablation_table(old.drop(columns=["recipe"])).attrs["caption"]
+    released = pd.DataFrame(run_rows(_metrics_json("rel", "released")), columns=TIDY_COLUMNS)
+    assert set(released["recipe"]) == {"released"}
+    cap = T.h36m_table(released, "P1", references=[]).attrs["caption"]
+    assert ("Recipe: released (the cross-channel paper's released code, jjkislele/monoMotionDiff; see README "
+            "'Recipes').") in cap
+    diffpose = pd.DataFrame(run_rows(_metrics_json("dp", "diffpose")), columns=TIDY_COLUMNS)
+    assert "Recipe: diffpose (DiffPose's released code, GONGJIA0208/Diffpose; see README 'Recipes')." in \
+        T.h36m_table(diffpose, "P1", references=[]).attrs["caption"]
+    # Runs of different recipes in one table: said so, with the run count of each.
+    other = pd.DataFrame(run_rows({**_metrics_json("old2", p1=48.0),
+                                   "config": {**_metrics_json("old2")["config"], "variant": "baseline"}}),
+                         columns=TIDY_COLUMNS)
+    mixed = pd.concat([old, other, released.assign(variant="cce")])
+    cap = T.h36m_table(mixed, "P1", references=[]).attrs["caption"]
+    assert ("Recipes mixed in this table (rows are not split by recipe): harness, 2 runs (this project's defaults); "
+            "released, 1 run (the cross-channel paper's released code, jjkislele/monoMotionDiff). See README "
+            "'Recipes'.") in cap
+    assert "Recipe: " not in cap
+
+
+def test_old_results_csv_without_recipe_reads_as_harness(h36m_df, tmp_path):
+    path = tmp_path / "results.csv"
+    h36m_df.drop(columns=["recipe"]).to_csv(path, index=False)  # written before the column existed
+    back = read_tidy(path)
+    assert set(back["recipe"]) == {"harness"}
+    assert T.to_markdown(T.h36m_table(back, "P1")) == T.to_markdown(T.h36m_table(h36m_df, "P1"))
+    with pytest.raises(DataError, match="lacks column 'noise'"):
+        h36m_df.drop(columns=["noise"]).to_csv(path, index=False)
+        read_tidy(path)
+
+
 def test_latest_run_per_seed_is_kept():
     old = h36m_run("baseline", "gaussian", 0, 70, 60, name="old", date="2026-01-01T00:00:00+00:00")
     new = h36m_run("baseline", "gaussian", 0, 50, 60, name="new", date="2026-02-01T00:00:00+00:00")
