@@ -21,7 +21,7 @@ from harness.errors import ConfigError
 from harness.safeio import atomic_path, save_npz
 from harness.skeleton import H36M_ACTIONS, H36M_FROM_3DHP, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: the detector error model calibrated to a real detector (heavier tails)
 
 DEFAULT_H36M_FRAMES = 120
 DEFAULT_H36M_FPS = 50
