@@ -11,7 +11,9 @@ feeds millimetres. The scalar metrics return a float and are the means of their 
   (``mpii_compute_3d_pck.m``) computes them: a joint is correct when its error is strictly below the
   threshold (``error < t``, so an error of exactly 150 mm is *not* correct at PCK@150); PCK uses
   150 mm and AUC is the mean PCK over the 31 thresholds 0, 5, ..., 150 mm (the one at 0 is always 0).
-  Both are in percent.
+  Both are in percent. :func:`mpi3dhp_summary` reports them (and MPJPE) over the 14 evaluation joints
+  of the official protocol (``PCK``, ``AUC``, ``MPJPE``) and over all 17 joints (``PCK17``, ``AUC17``,
+  ``MPJPE17``), the figures D3DP's and P-STMO's Python evaluations print.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harness.protocols import (ACTION_ALIASES, AUC_THRESHOLDS_MM, H36M_ACTIONS, MPI3DHP_SCENES,  # noqa: F401
-                               MPI3DHP_TEST_SEQUENCES, PCK_THRESHOLD_MM, action_name)
+from harness.protocols import (ACTION_ALIASES, AUC_THRESHOLDS_MM, H36M_ACTIONS, MPI3DHP_ALL_JOINTS_SUFFIX,  # noqa: F401
+                               MPI3DHP_SCENES, MPI3DHP_TEST_SEQUENCES, PCK_THRESHOLD_MM, action_name)
 from harness.skeleton import MPI3DHP_EVAL_JOINTS_H36M
 
 PCK_THRESHOLD = PCK_THRESHOLD_MM
@@ -164,13 +166,17 @@ def mpi3dhp_summary(pred, gt, sequences, valid, eval_joints: Sequence[int] = MPI
     indices, :data:`~harness.skeleton.MPI3DHP_EVAL_JOINTS_H36M`; pass
     :data:`~harness.skeleton.MPI3DHP_EVAL_JOINTS` for 3DHP order) count.
 
-    Returns ``{name: {"PCK": %, "AUC": %, "MPJPE": mm, "frames": valid frames}}`` for each sequence
-    present (in TS order), each scene with at least one sequence present (GS = TS1+TS2,
-    noGS = TS3+TS4, Outdoor = TS5+TS6) and ``"All"``. Scenes and All are computed over their pooled
-    valid frames, i.e. weighted by valid frames, as the official evaluation does. A sequence with no
-    valid frame is left out.
+    Returns ``{name: {"PCK": %, "AUC": %, "MPJPE": mm, "PCK17": %, "AUC17": %, "MPJPE17": mm,
+    "frames": valid frames}}`` for each sequence present (in TS order), each scene with at least one
+    sequence present (GS = TS1+TS2, noGS = TS3+TS4, Outdoor = TS5+TS6) and ``"All"``. ``PCK``/``AUC``/
+    ``MPJPE`` are over the 14 ``eval_joints``; the ``17``-suffixed ones over every joint of the input
+    (all 17, the root included: its root-relative error is 0), as D3DP's and P-STMO's Python
+    evaluations compute them. Scenes and All are computed over their pooled valid frames, i.e.
+    weighted by valid frames, as the official evaluation does. A sequence with no valid frame is left
+    out.
     """
-    err = joint_errors(pred, gt)[:, list(eval_joints)]
+    err_all = joint_errors(pred, gt)
+    err = err_all[:, list(eval_joints)]
     seqs = np.asarray(sequences).astype(str).reshape(-1)
     ok = np.asarray(valid).reshape(-1).astype(bool)
     if seqs.shape[0] != err.shape[0] or ok.shape[0] != err.shape[0]:
@@ -179,9 +185,12 @@ def mpi3dhp_summary(pred, gt, sequences, valid, eval_joints: Sequence[int] = MPI
         raise ValueError("no valid frames to evaluate")
 
     def summary(mask: np.ndarray) -> dict[str, float]:
-        e = err[mask]
-        return {"PCK": _pck_of_errors(e, pck_threshold), "AUC": _auc_of_errors(e, auc_thresholds),
-                "MPJPE": float(e.mean()), "frames": int(mask.sum())}
+        out: dict[str, float] = {}
+        for suffix, e in (("", err[mask]), (MPI3DHP_ALL_JOINTS_SUFFIX, err_all[mask])):
+            out.update({f"PCK{suffix}": _pck_of_errors(e, pck_threshold),
+                        f"AUC{suffix}": _auc_of_errors(e, auc_thresholds), f"MPJPE{suffix}": float(e.mean())})
+        out["frames"] = int(mask.sum())
+        return out
 
     out: dict[str, dict[str, float]] = {}
     present = sorted({s for s in seqs[ok].tolist()}, key=_seq_key)

@@ -50,8 +50,12 @@ SCENE_OF_SEQUENCE = {seq: scene for scene, seqs in MPI3DHP_SCENES.items() for se
 MPI3DHP_SCENE_ORDER = ("GS", "noGS", "Outdoor", "All")
 
 # ---------------------------------------------------------------------------------------- metrics
+# 3DHP's metrics: PCK, AUC (%) and MPJPE (mm) over the 14 evaluation joints (the official protocol), and
+# the same over all 17 joints (D3DP's and P-STMO's Python evaluations), their names suffixed "17".
+MPI3DHP_ALL_JOINTS_SUFFIX = "17"
+MPI3DHP_METRICS = ("PCK", "AUC", "MPJPE", "PCK17", "AUC17", "MPJPE17")
 # Which way is better: errors (P1, P2, MPJPE, in mm) lower, PCK and AUC (%) higher.
-HIGHER_IS_BETTER = frozenset({"PCK", "AUC"})
+HIGHER_IS_BETTER = frozenset({"PCK", "AUC", "PCK17", "AUC17"})
 # Rows that summarise a table: the H36M average over actions, the 3DHP pool over sequences.
 SUMMARY_GROUPS = frozenset({"Avg", "All"})
 PCK_THRESHOLD_MM = 150.0

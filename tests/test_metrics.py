@@ -217,9 +217,15 @@ def test_mpi3dhp_summary_weights_scenes_by_valid_frames():
     pred, gt = _frames(errs, bad_joints=non_eval)  # huge errors on non-evaluation joints: ignored
     out = mpi3dhp_summary(pred, gt, np.array(seqs), np.array(valid, dtype=np.float32))
     assert list(out) == ["TS1", "TS2", "TS5", "GS", "Outdoor", "All"]  # no noGS: TS3/TS4 absent
-    assert out["TS1"] == pytest.approx({"PCK": 100.0, "AUC": 100 * 28 / 31, "MPJPE": 10.0, "frames": 2})
-    assert out["TS2"] == pytest.approx({"PCK": 100.0, "AUC": 100 * 24 / 31, "MPJPE": 30.0, "frames": 6})
-    assert out["TS5"] == pytest.approx({"PCK": 0.0, "AUC": 0.0, "MPJPE": 200.0, "frames": 1})
+    # over all 17 joints the three 10 m joints count: 14 of 17 correct at best
+    assert out["TS1"] == pytest.approx({"PCK": 100.0, "AUC": 100 * 28 / 31, "MPJPE": 10.0, "PCK17": 100 * 14 / 17,
+                                        "AUC17": 100 * 28 * 14 / (31 * 17), "MPJPE17": (14 * 10 + 3 * 10_000) / 17,
+                                        "frames": 2})
+    assert out["TS2"] == pytest.approx({"PCK": 100.0, "AUC": 100 * 24 / 31, "MPJPE": 30.0, "PCK17": 100 * 14 / 17,
+                                        "AUC17": 100 * 24 * 14 / (31 * 17), "MPJPE17": (14 * 30 + 3 * 10_000) / 17,
+                                        "frames": 6})
+    assert out["TS5"] == pytest.approx({"PCK": 0.0, "AUC": 0.0, "MPJPE": 200.0, "PCK17": 0.0, "AUC17": 0.0,
+                                        "MPJPE17": (14 * 200 + 3 * 10_000) / 17, "frames": 1})
     # GS pools its 8 valid frames: 25 mm, not the mean of the sequence means (20 mm).
     assert out["GS"]["MPJPE"] == pytest.approx((2 * 10 + 6 * 30) / 8)
     assert out["GS"]["AUC"] == pytest.approx(100 * (2 * 28 + 6 * 24) / (8 * 31))
@@ -240,3 +246,32 @@ def test_mpi3dhp_summary_native_order_and_invalid_sequence():
     assert out["All"]["AUC"] == pytest.approx(100 * 22 / 31)  # 40 < t for t = 45..150
     with pytest.raises(ValueError):
         mpi3dhp_summary(pred, gt, ["TS4"] * 3, [False] * 3)
+
+
+def test_mpi3dhp_summary_14_and_17_joints_hand_computed():
+    """One TS1 and one TS5 frame in H36M order (the non-evaluation joints are Hip 0, Spine 7, Neck/Nose 9).
+    TS1: the 14 evaluation joints 100 mm off, Hip 0 (the root), Spine 200, Neck/Nose 20.
+    TS5: every joint 160 mm off but the root (0)."""
+    gt = np.zeros((2, 17, 3))
+    pred = gt.copy()
+    pred[0, :, 0] = 100.0
+    pred[0, [0, 7, 9], 0] = [0.0, 200.0, 20.0]
+    pred[1, :, 0] = 160.0
+    pred[1, 0, 0] = 0.0
+    out = mpi3dhp_summary(pred, gt, ["TS1", "TS5"], [1, 1])
+    # 14 joints. TS1: 100 < 150, and 100 < t for t = 105..150 (10 of the 31 thresholds). TS5: 160 never.
+    assert out["TS1"] == pytest.approx({"PCK": 100.0, "AUC": 100 * 10 / 31, "MPJPE": 100.0,
+                                        # 17 joints: 16 below 150 (all but Spine's 200); thresholds passed:
+                                        # root 30 (t = 5..150), Neck/Nose 26 (t = 25..150), 14 x 10, Spine 0
+                                        "PCK17": 100 * 16 / 17, "AUC17": 100 * (30 + 26 + 140) / (31 * 17),
+                                        "MPJPE17": (14 * 100 + 0 + 200 + 20) / 17, "frames": 1})
+    assert out["TS5"] == pytest.approx({"PCK": 0.0, "AUC": 0.0, "MPJPE": 160.0,
+                                        "PCK17": 100 / 17, "AUC17": 100 * 30 / (31 * 17), "MPJPE17": 16 * 160 / 17,
+                                        "frames": 1})
+    assert out["GS"] == out["TS1"] and out["Outdoor"] == out["TS5"]
+    assert out["All"] == pytest.approx({"PCK": 50.0, "AUC": 100 * 10 / 62, "MPJPE": 130.0,
+                                        "PCK17": 50.0, "AUC17": 100 * (196 + 30) / (62 * 17),
+                                        "MPJPE17": (1620 + 16 * 160) / 34, "frames": 2})
+    # pinned as numbers too
+    assert out["All"]["AUC17"] == pytest.approx(21.442125237191653, rel=1e-12)
+    assert out["All"]["MPJPE17"] == pytest.approx(122.94117647058823, rel=1e-12)
