@@ -2,7 +2,8 @@
 
 A baseline file (JSON) holds ``{"profile", "created", "git_commit", "metrics": {key: value}}`` where a
 key is ``benchmark/variant/noise/seed<k>/model/metric/group`` (e.g.
-``h36m/full/gaussian/seed0/diffusion/P1/Avg``). Errors (P1, P2, MPJPE) are worse when higher, PCK and
+``h36m/full/gaussian/seed0/diffusion/P1/Avg``; a cross-dataset run's benchmark reads e.g.
+``3dhp_from_h36m``). Errors (P1, P2, MPJPE) are worse when higher, PCK and
 AUC when lower. A metric is a regression when it is worse than the baseline by more than
 ``max(abs_tol, rel_tol * |baseline|)``; a metric missing from the results is a failure too.
 """
@@ -25,7 +26,12 @@ def metric_keys(df: pd.DataFrame, summary_only: bool = True) -> dict[str, float]
     """``{key: value}`` from a tidy results table (only the Avg / All groups by default)."""
     if summary_only:
         df = df[df["group"].isin(SUMMARY_GROUPS)]
-    return {f"{r.benchmark}/{r.variant}/{r.noise}/seed{int(r.seed)}/{r.model}/{r.metric}/{r.group}": float(r.value)
+
+    def bench(r) -> str:  # a cross-dataset run: 3dhp_from_h36m (as its run name)
+        train_on = getattr(r, "train_on", "")
+        return f"{r.benchmark}_from_{train_on}" if isinstance(train_on, str) and train_on else r.benchmark
+
+    return {f"{bench(r)}/{r.variant}/{r.noise}/seed{int(r.seed)}/{r.model}/{r.metric}/{r.group}": float(r.value)
             for r in df.itertuples()}
 
 

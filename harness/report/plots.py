@@ -59,7 +59,7 @@ def plot_h36m_by_action(df: pd.DataFrame, path: Path, metric: str = "P1",
     if not settings:
         raise DataError("no Human3.6M runs in the results: nothing to plot per action")
     fig = _new_figure(13.0, 3.4 * len(settings) + 0.4)
-    for i, ((_, kp, syn), sub) in enumerate(settings):
+    for i, ((_, kp, syn, *_), sub) in enumerate(settings):
         sub, _ = latest_runs(sub)
         ax = fig.add_subplot(len(settings), 1, i + 1)
         present = set(sub.loc[sub["metric"] == metric, "group"])

@@ -7,9 +7,11 @@ Tidy columns (one row per run x model x metric x group):
 
 - ``run``, ``benchmark`` (h36m | 3dhp), ``variant``, ``noise``, ``seed``, ``profile``, ``recipe`` (harness |
   released | diffpose; a run whose config has none, and a results CSV without the column: ``harness``),
-  ``synthetic`` (bool), ``data_root``, ``keypoints``
+  ``synthetic`` (bool), ``data_root``, ``keypoints``, ``train_on`` (the benchmark a cross-dataset run trained
+  on, e.g. ``h36m`` for 3DHP trained on H36M; empty: the benchmark's own training set)
 - ``model``: ``diffusion`` (the refined pose), ``lifter`` (the initial pose), ``hyp<H>_mean``, ``hyp<H>_best``
-- ``metric``: ``P1``, ``P2`` (H36M, mm); ``PCK``, ``AUC`` (percent), ``MPJPE`` (mm) for 3DHP
+- ``metric``: ``P1``, ``P2`` (H36M, mm); ``PCK``, ``AUC`` (percent), ``MPJPE`` (mm) for 3DHP over its 14
+  evaluation joints, and ``PCK17``, ``AUC17``, ``MPJPE17`` over all 17 joints
 - ``group``: an H36M action or ``Avg``; a 3DHP sequence (TS1..TS6), scene (GS, noGS, Outdoor) or ``All``
 - ``value``, and per run ``wall_time_s``, ``git_commit``, ``date``, ``device``
 """
@@ -23,12 +25,14 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import DataError
+from harness.protocols import MPI3DHP_METRICS
 
 TIDY_COLUMNS = ["run", "benchmark", "variant", "noise", "seed", "profile", "recipe", "synthetic", "data_root",
-                "keypoints", "model", "metric", "group", "value", "wall_time_s", "git_commit", "date", "device"]
+                "keypoints", "model", "metric", "group", "value", "wall_time_s", "git_commit", "date", "device",
+                "train_on"]
 # Columns added after results CSVs were first written: a table without one gets the default (older runs
 # were all made with it).
-OPTIONAL_COLUMNS = {"recipe": "harness"}
+OPTIONAL_COLUMNS = {"recipe": "harness", "train_on": ""}
 DEFAULT_RECIPE = OPTIONAL_COLUMNS["recipe"]
 
 
@@ -51,6 +55,7 @@ def run_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "recipe": cfg.get("recipe") or DEFAULT_RECIPE,
             "synthetic": bool(result.get("data", {}).get("synthetic", cfg.get("data_root") is None)),
             "data_root": cfg.get("data_root") or "", "keypoints": cfg.get("keypoints", ""),
+            "train_on": cfg.get("train_on") or "",
             "wall_time_s": result.get("wall_time_s"), "git_commit": result.get("git_commit") or "",
             "date": result.get("date", ""), "device": result.get("device", "")}
     rows = []
@@ -63,7 +68,7 @@ def run_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             for group, vals in res.items():
                 if not isinstance(vals, dict):
                     continue
-                for metric in ("PCK", "AUC", "MPJPE"):
+                for metric in MPI3DHP_METRICS:
                     if metric in vals:
                         rows.append({**base, "model": model, "metric": metric, "group": group,
                                      "value": float(vals[metric])})

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import DataError
-from harness.protocols import BENCHMARK_NAMES, H36M_ACTIONS, MPI3DHP_SCENE_ORDER  # noqa: F401
+from harness.protocols import BENCHMARK_NAMES, H36M_ACTIONS, MPI3DHP_METRICS, MPI3DHP_SCENE_ORDER  # noqa: F401
 from harness.report.results import OPTIONAL_COLUMNS, TIDY_COLUMNS, with_optional_columns  # noqa: F401
 from harness.variants import NOISES, VARIANTS
 
@@ -30,14 +30,19 @@ LIFTER_LABEL = "GraFormer lifter (ours)"
 MISSING = "–"  # an en dash: no value
 PM = "±"
 METRIC_NAMES = {"P1": "Protocol 1 (MPJPE, mm)", "P2": "Protocol 2 (P-MPJPE, mm)", "PCK": "PCK (%, 150 mm)",
-                "AUC": "AUC (%)", "MPJPE": "MPJPE (mm)"}
+                "AUC": "AUC (%)", "MPJPE": "MPJPE (mm)", "PCK17": "PCK (17 joints, %, 150 mm)",
+                "AUC17": "AUC (17 joints, %)", "MPJPE17": "MPJPE (17 joints, mm)"}
+# 3DHP metrics as table headers say them: the official 14 evaluation joints or all 17.
+METRIC_LABELS = {"PCK": "PCK (14 joints)", "AUC": "AUC (14 joints)", "MPJPE": "MPJPE (14 joints)",
+                 "PCK17": "PCK (17 joints)", "AUC17": "AUC (17 joints)", "MPJPE17": "MPJPE (17 joints)"}
+BENCHMARK_SHORT = {"h36m": "H36M", "3dhp": "3DHP"}
 # Column headers as papers print them (LaTeX only; Markdown keeps the full names).
 LATEX_HEADERS = {"Directions": "Dir.", "Discussion": "Disc.", "Eating": "Eat", "Greeting": "Greet",
                  "Phoning": "Phone", "Photo": "Photo", "Posing": "Pose", "Purchases": "Purch.", "Sitting": "Sit",
                  "SittingDown": "SitD.", "Smoking": "Smoke", "Waiting": "Wait", "WalkDog": "WalkD.",
                  "Walking": "Walk", "WalkTogether": "WalkT.", "Avg": "Avg"}
 
-_SETTING = ["benchmark", "keypoints", "synthetic"]
+_SETTING = ["benchmark", "keypoints", "synthetic", "train_on"]  # train_on: "" = the benchmark's own training set
 _RUN_KEY = _SETTING + ["profile", "variant", "noise", "seed"]
 
 
@@ -99,7 +104,7 @@ def _check_reference(ref: Any, where: str) -> dict[str, Any]:
     metrics = ref["metrics"]
     if not isinstance(metrics, dict) or not metrics:
         raise DataError(f"{where}: 'metrics' must map a metric to {{group: value}}")
-    valid_metrics = ("P1", "P2") if bench == "h36m" else ("PCK", "AUC", "MPJPE")
+    valid_metrics = ("P1", "P2") if bench == "h36m" else MPI3DHP_METRICS
     valid_groups = set(H36M_ACTIONS) | {"Avg"} if bench == "h36m" else \
         set(MPI3DHP_SCENE_ORDER) | {f"TS{i}" for i in range(1, 7)}
     clean: dict[str, dict[str, float]] = {}
@@ -124,6 +129,13 @@ def _check_reference(ref: Any, where: str) -> dict[str, Any]:
             "kind": kind, "origin": origin,
             "source": " ".join(str(ref["source"]).split()), "benchmark": bench, "input": ref.get("input"),
             "protocol": str(ref.get("protocol", "")), "decimals": decimals, "metrics": clean}
+
+
+def trained_on(benchmark: str, train_on: str = "") -> str:
+    """``"trained on H36M"`` / ``"trained on 3DHP"``: the training set of a run of ``benchmark``
+    (``train_on`` "": its own; else a cross-dataset run's)."""
+    src = train_on or benchmark
+    return f"trained on {BENCHMARK_SHORT.get(src, src)}"
 
 
 def input_class(keypoints: str, synthetic: bool) -> str | None:
@@ -186,19 +198,21 @@ def latest_runs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _settings_order(key: tuple) -> tuple:
-    bench, kp, syn = key
-    return (list(BENCHMARK_NAMES).index(bench) if bench in BENCHMARK_NAMES else 9, bench, kp != "gt", kp, syn)
+    bench, kp, syn = key[:3]
+    return (list(BENCHMARK_NAMES).index(bench) if bench in BENCHMARK_NAMES else 9, bench, kp != "gt", kp, syn,
+            *key[3:])
 
 
-def split_settings(df: pd.DataFrame) -> list[tuple[tuple[str, str, bool], pd.DataFrame]]:
-    """``[((benchmark, keypoints, synthetic), rows), ...]``: one entry per input setting, H36M
-    first, GT 2D before detections, real before synthetic."""
+def split_settings(df: pd.DataFrame) -> list[tuple[tuple[str, str, bool, str], pd.DataFrame]]:
+    """``[((benchmark, keypoints, synthetic, train_on), rows), ...]``: one entry per input setting,
+    H36M first, GT 2D before detections, real before synthetic, the own training set before another
+    (``train_on`` "": the benchmark's own)."""
     df = normalise(df)
     keys = sorted({tuple(k) for k in df[_SETTING].itertuples(index=False, name=None)}, key=_settings_order)
     out = []
     for key in keys:
-        mask = (df["benchmark"] == key[0]) & (df["keypoints"] == key[1]) & (df["synthetic"] == key[2])
-        out.append(((str(key[0]), str(key[1]), bool(key[2])), df[mask]))
+        mask = np.logical_and.reduce([df[c] == v for c, v in zip(_SETTING, key)])
+        out.append(((str(key[0]), str(key[1]), bool(key[2]), *map(str, key[3:])), df[mask]))
     return out
 
 
@@ -212,7 +226,8 @@ def _single_setting(df: pd.DataFrame, benchmark: str | None) -> tuple[pd.DataFra
         raise DataError("no runs in the results")
     settings = df[_SETTING].drop_duplicates()
     if len(settings) > 1:
-        desc = "; ".join(f"{b} keypoints={k} synthetic={s}" for b, k, s in settings.itertuples(index=False))
+        desc = "; ".join(f"{key[0]} " + " ".join(f"{c}={v}" for c, v in zip(_SETTING[1:], key[1:]) if v != "")
+                         for key in settings.itertuples(index=False, name=None))
         raise DataError(f"the results hold several input settings ({desc}); split them with split_settings()")
     return latest_runs(df)
 

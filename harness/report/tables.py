@@ -39,6 +39,7 @@ from harness.report.rows import (  # noqa: F401  (re-exported: the tables' API)
     ABLATION_LABELS,
     LATEX_HEADERS,
     LIFTER_LABEL,
+    METRIC_LABELS,
     METRIC_NAMES,
     MISSING,
     NOISE_LABELS,
@@ -65,9 +66,11 @@ from harness.report.rows import (  # noqa: F401  (re-exported: the tables' API)
     normalise,
     our_rows,
     split_settings,
+    trained_on,
     variant_label,
 )
-from harness.protocols import BENCHMARK_NAMES, H36M_ACTIONS, HIGHER_IS_BETTER, MPI3DHP_SCENE_ORDER
+from harness.protocols import (BENCHMARK_NAMES, H36M_ACTIONS, HIGHER_IS_BETTER, MPI3DHP_ALL_JOINTS_SUFFIX,
+                               MPI3DHP_METRICS, MPI3DHP_SCENE_ORDER)
 
 __all__ = ["REFERENCE_DIR", "load_references", "normalise", "latest_runs", "split_settings", "h36m_table",
            "mpi3dhp_table", "ablation_table", "summary_table", "summary_rich", "to_markdown", "to_latex",
@@ -193,6 +196,11 @@ def _setting_caption(sub: pd.DataFrame, dropped: Sequence[str]) -> str:
     parts = []
     if bench == "h36m":
         parts.append(f"Input: {_keypoints_desc(runs['keypoints'].iloc[0])}.")
+    train_on = _train_on(runs)
+    if train_on:  # cross-dataset: trained on another benchmark's training set
+        parts.append(f"Trained on {BENCHMARK_NAMES.get(train_on, train_on)}'s training set"
+                     + (f" (2D input: {_keypoints_desc(runs['keypoints'].iloc[0])})" if train_on == "h36m" else "")
+                     + f", tested on {BENCHMARK_NAMES.get(bench, bench)}'s test set (cross-dataset).")
     profiles = sorted(runs["profile"].unique())
     parts.append(f"Profile{'s' if len(profiles) > 1 else ''}: {', '.join(profiles)}.")
     parts.append(_recipe_caption(runs))
@@ -282,6 +290,11 @@ def h36m_table(df: pd.DataFrame, metric: str = "P1", references: Sequence[dict[s
     return table
 
 
+def _train_on(sub: pd.DataFrame) -> str:
+    """The ``train_on`` of one setting's rows ("": the benchmark's own training set)."""
+    return str(sub["train_on"].iloc[0]) if "train_on" in sub.columns and len(sub) else ""
+
+
 def _scene_cols(sub: pd.DataFrame, metric: str) -> list[str]:
     present = set(sub.loc[sub["metric"] == metric, "group"])
     return [s for s in MPI3DHP_SCENE_ORDER if s in present]
@@ -290,17 +303,21 @@ def _scene_cols(sub: pd.DataFrame, metric: str) -> list[str]:
 def mpi3dhp_table(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None = None,
                   decimals: int = 1) -> pd.DataFrame:
     """MPI-INF-3DHP table for one setting: PCK and AUC per scene present (GS, noGS, Outdoor) and
-    All, and MPJPE All (two header levels: metric, scene). References (3DHP ones) add rows and a
-    ``Δ vs <ref>`` column on PCK All."""
+    All, and MPJPE All, over the 14 evaluation joints and (results that have them) over all 17 joints
+    (two header levels: metric, e.g. "PCK (14 joints)", and scene). References (3DHP ones) add rows
+    and a ``Δ vs <ref>`` column on PCK All (14 joints). Caption and title say what the rows were
+    trained on ("trained on 3DHP", or "trained on H36M" for a cross-dataset setting)."""
     sub, dropped = _single_setting(df, "3dhp")
     refs = matching_references(load_references() if references is None else references, "3dhp", "", False)
     cols: list[_Col] = []
-    for metric in ("PCK", "AUC"):
-        cols += [_Col((metric, s), key=(metric, s), higher_better=True) for s in _scene_cols(sub, metric)]
-    if "All" in _scene_cols(sub, "MPJPE"):
-        cols.append(_Col(("MPJPE", "All"), key=("MPJPE", "All")))
+    for suffix in ("", MPI3DHP_ALL_JOINTS_SUFFIX):
+        for metric in (f"PCK{suffix}", f"AUC{suffix}"):
+            cols += [_Col((METRIC_LABELS[metric], s), key=(metric, s), higher_better=True)
+                     for s in _scene_cols(sub, metric)]
+        if "All" in _scene_cols(sub, f"MPJPE{suffix}"):
+            cols.append(_Col((METRIC_LABELS[f"MPJPE{suffix}"], "All"), key=(f"MPJPE{suffix}", "All")))
     keys = [c.key for c in cols]
-    rows = [_ref_row(r) for r in refs] + our_rows(sub, ["PCK", "AUC", "MPJPE"], list(MPI3DHP_SCENE_ORDER))
+    rows = [_ref_row(r) for r in refs] + our_rows(sub, list(MPI3DHP_METRICS), list(MPI3DHP_SCENE_ORDER))
     for i, ref in enumerate(refs):
         if ("PCK", "All") in rows[i].mean:
             cols.append(_Col((f"Δ vs {ref['short']}", "PCK All"), delta_of=("PCK", "All"), against=rows[i]))
@@ -308,27 +325,36 @@ def mpi3dhp_table(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None 
         raise DataError("no 3DHP PCK/AUC/MPJPE values in the results")
     table = _assemble(rows, cols, decimals)
     syn = bool(sub["synthetic"].iloc[0])
-    caption = ("MPI-INF-3DHP: PCK (%, 150 mm) and AUC (%, 0-150 mm) per scene and overall (higher is better), "
-               "and MPJPE (mm, lower is better) over the 14 evaluation joints of valid frames; our rows are the "
-               "refined (diffusion) pose of each variant and noise, and the shared lifter's initial pose. "
+    train_on = _train_on(sub)
+    over = ("over the 14 evaluation joints (the official protocol) and over all 17 joints (as D3DP's and "
+            "P-STMO's evaluations)" if any(k[0].endswith(MPI3DHP_ALL_JOINTS_SUFFIX) for k in keys)
+            else "over the 14 evaluation joints")
+    caption = (f"MPI-INF-3DHP, {trained_on('3dhp', train_on)}: PCK (%, 150 mm) and AUC (%, 0-150 mm) per scene "
+               f"and overall (higher is better), and MPJPE (mm, lower is better), {over}, of valid frames; our rows "
+               "are the refined (diffusion) pose of each variant and noise, and the shared lifter's initial pose. "
                + _setting_caption(sub, dropped) + " Bold: best of our rows per column."
-               + (" Δ: our PCK All minus the reference's. " + _refs_caption(refs) if refs else ""))
-    table.attrs.update(caption=caption.strip(), label=f"tab:{_slug('3dhp', 'synth' if syn else '')}",
-                       title=f"MPI-INF-3DHP{' (synthetic)' if syn else ''}")
+               + (" Δ: our PCK All (14 joints) minus the reference's. " + _refs_caption(refs) if refs else ""))
+    table.attrs.update(caption=caption.strip(),
+                       label=f"tab:{_slug('3dhp', f'from-{train_on}' if train_on else '', 'synth' if syn else '')}",
+                       title=f"MPI-INF-3DHP, {trained_on('3dhp', train_on)}{' (synthetic)' if syn else ''}")
     return table
 
 
 def ablation_table(df: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
     """The ablation in the paper's form for one setting: rows baseline / +CCE / +CAG / full
     (CCE+CAG); a column group per noise (Gaussian, GMM) with the averages (H36M: P1, P2; 3DHP: PCK,
-    AUC, MPJPE over All) and the change of the first against the baseline with the same noise."""
+    AUC, MPJPE over All on the 14 evaluation joints, and PCK, AUC on all 17 where the results have them)
+    and the change of the first against the baseline with the same noise."""
     sub, dropped = _single_setting(df, None)
     bench = sub["benchmark"].iloc[0]
+    train_on = _train_on(sub)
     if bench == "h36m":
         metrics, group = ["P1", "P2"], "Avg"
     else:
         metrics, group = ["PCK", "AUC", "MPJPE"], "All"
+        metrics += [m for m in ("PCK17", "AUC17") if (sub["metric"] == m).any()]
     lead = metrics[0]
+    label = lambda m: METRIC_LABELS.get(m, m)  # noqa: E731
     rows_all = our_rows(sub, metrics, [group], lifter=True)
     lifters = [r for r in rows_all if r.kind == "lifter"]
     ours = [r for r in rows_all if r.kind == "ours"]
@@ -367,43 +393,50 @@ def ablation_table(df: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
     cols: list[_Col] = []
     for noise in noises:
         nl = NOISE_LABELS.get(noise, noise)
-        cols += [_Col((nl, m), key=(f"{m}@{noise}", group), higher_better=m in HIGHER_IS_BETTER) for m in metrics]
-        cols.append(_Col((nl, f"Δ{lead}"), delta_of=(f"{lead}@{noise}", group)))
+        cols += [_Col((nl, label(m)), key=(f"{m}@{noise}", group), higher_better=m in HIGHER_IS_BETTER)
+                 for m in metrics]
+        cols.append(_Col((nl, f"Δ{label(lead)}"), delta_of=(f"{lead}@{noise}", group)))
     table = _assemble(merged, cols, decimals, delta_base=bases, index_name="Variant")
     lift_txt = "; ".join(
-        f"{r.label}: " + ", ".join(f"{m} " + fmt_value(r.mean[(m, group)], r.std.get((m, group), float("nan")),
+        f"{r.label}: " + ", ".join(f"{label(m)} " + fmt_value(r.mean[(m, group)], r.std.get((m, group), float("nan")),
                                                        r.n[(m, group)], decimals)
                                    for m in metrics if (m, group) in r.mean) for r in lifters)
     what = {"P1": "MPJPE (P1) and P-MPJPE (P2), mm, averaged over actions",
-            "PCK": "PCK (%), AUC (%) and MPJPE (mm) over All"}
-    caption = (f"Ablation on {BENCHMARK_NAMES.get(bench, bench)}: {what[lead]}, of the refined pose of the baseline "
+            "PCK": "PCK (%), AUC (%) and MPJPE (mm) over All on the 14 evaluation joints"
+                   + (", and PCK and AUC on all 17 joints" if "PCK17" in metrics else "")}
+    where = BENCHMARK_NAMES.get(bench, bench) + (f", {trained_on(bench, train_on)}" if bench == "3dhp" else "")
+    caption = (f"Ablation on {where}: {what[lead]}, of the refined pose of the baseline "
                f"denoiser, +CCE (cross-channel embedding), +CAG (context attention guidance) and the full model "
-               f"(CCE+CAG), trained with Gaussian or GMM noise. Δ{lead}: change against the baseline with the same noise "
+               f"(CCE+CAG), trained with Gaussian or GMM noise. Δ{label(lead)}: change against the baseline with the "
+               f"same noise "
                f"({'negative' if lead not in HIGHER_IS_BETTER else 'positive'} is better). "
                + _setting_caption(sub, dropped) + " Bold: best per column."
                + (f" Shared lifter: {lift_txt}." if lift_txt else ""))
     kp = sub["keypoints"].iloc[0]
     syn = bool(sub["synthetic"].iloc[0])
-    table.attrs.update(caption=caption.strip(),
-                       label=f"tab:{_slug('ablation', bench, kp if bench == 'h36m' else '', 'synth' if syn else '')}",
-                       title=f"Ablation {BENCHMARK_NAMES.get(bench, bench)}")
+    slug = _slug("ablation", bench, kp if bench == "h36m" else "", f"from-{train_on}" if train_on else "",
+                 "synth" if syn else "")
+    table.attrs.update(caption=caption.strip(), label=f"tab:{slug}", title=f"Ablation {where}")
     return table
 
 
 SUMMARY_METRICS = {"h36m": [("P1", "Avg", "P1"), ("P2", "Avg", "P2")],
-                   "3dhp": [("PCK", "All", "PCK"), ("AUC", "All", "AUC"), ("MPJPE", "All", "MPJPE")]}
-SUMMARY_LIFTER = {"h36m": ("P1", "Avg", "lifter P1"), "3dhp": ("PCK", "All", "lifter PCK")}
+                   "3dhp": [(m, "All", METRIC_LABELS[m]) for m in ("PCK", "AUC", "MPJPE", "PCK17", "AUC17")]}
+SUMMARY_LIFTER = {"h36m": ("P1", "Avg", "lifter P1"), "3dhp": ("PCK", "All", f"lifter {METRIC_LABELS['PCK']}")}
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run: run, benchmark, variant, noise, seed, profile, keypoints, the diffusion
-    averages (P1, P2 for H36M; PCK, AUC, MPJPE All for 3DHP), the lifter's (P1 or PCK) and
-    ``wall_time_s``. Metric columns no run has are left out; numbers are floats (NaN: n/a)."""
+    averages (P1, P2 for H36M; PCK, AUC, MPJPE All for 3DHP on 14 joints, PCK, AUC on 17), the lifter's
+    (P1 or PCK) and ``wall_time_s``; ``train_on`` after ``benchmark`` when a cross-dataset run is among
+    them. Metric columns no run has are left out; numbers are floats (NaN: n/a)."""
     df = normalise(df)
     cols = ["run", "benchmark", "variant", "noise", "seed", "profile", "keypoints"]
     if df.empty:
         return pd.DataFrame(columns=cols + ["wall_time_s"])
     runs = df.drop_duplicates("run").set_index("run")
+    if (runs["train_on"] != "").any():
+        cols.insert(cols.index("benchmark") + 1, "train_on")
     out = runs[cols[1:]].copy()
     value = df.set_index(["run", "model", "metric", "group"])["value"]
     value = value[~value.index.duplicated()]
@@ -421,7 +454,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     out["_b"] = out["benchmark"].map(lambda b: _order(b, tuple(BENCHMARK_NAMES)))
     out["_v"] = out["variant"].map(lambda v: _order(v, VARIANT_ORDER))
     out["_n"] = out["noise"].map(lambda n: _order(n, NOISE_ORDER))
-    out = out.sort_values(["_b", "keypoints", "profile", "_v", "_n", "seed", "run"]).drop(columns=["_b", "_v", "_n"])
+    order = ["_b"] + (["train_on"] if "train_on" in cols else []) + ["keypoints", "profile", "_v", "_n", "seed", "run"]
+    out = out.sort_values(order).drop(columns=["_b", "_v", "_n"])
     return out[cols + metric_cols + ["wall_time_s"]].reset_index(drop=True)
 
 
@@ -430,7 +464,7 @@ def summary_rich(summary: pd.DataFrame, title: str = "Results", show_run: bool =
     name, which repeats the other columns, only with ``show_run``)."""
     from rich.table import Table
 
-    text_cols = ("run", "benchmark", "variant", "noise", "profile", "keypoints")
+    text_cols = ("run", "benchmark", "train_on", "variant", "noise", "profile", "keypoints")
     cols = [c for c in summary.columns if show_run or c != "run"]
     t = Table(title=title)
     for c in cols:
@@ -535,7 +569,7 @@ def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None =
     (a stem with several settings has one table per setting)."""
     refs = load_references() if references is None else list(references)
     docs: dict[str, list[pd.DataFrame]] = {"h36m_p1": [], "h36m_p2": [], "3dhp": [], "ablation": []}
-    for (bench, _kp, _syn), sub in split_settings(df):
+    for (bench, *_), sub in split_settings(df):
         if bench == "h36m":
             docs["h36m_p1"].append(h36m_table(sub, "P1", refs))
             docs["h36m_p2"].append(h36m_table(sub, "P2", refs))
@@ -562,7 +596,8 @@ def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
     paths: list[Path] = []
     for stem, tables in build_tables(df, refs).items():
         paths.append(_write_text(out_dir / f"{stem}.md", "\n".join(to_markdown(t) for t in tables)))
-        tex = "\n".join(to_latex(t, environment="table*" if stem.startswith("h36m") else "table") for t in tables)
+        tex = "\n".join(to_latex(t, environment="table*" if stem.startswith("h36m") or t.shape[1] > 10 else "table")
+                        for t in tables)
         paths.append(_write_text(out_dir / f"{stem}.tex",
                                  "% booktabs tables written by `harness tables`; needs \\usepackage{booktabs}\n" + tex))
     try:

@@ -353,7 +353,7 @@ def test_several_settings_must_be_split(h36m_df):
     with pytest.raises(DataError, match="several input settings"):
         T.h36m_table(both, "P1")
     keys = [k for k, _ in T.split_settings(both)]
-    assert keys == [("h36m", "gt", True), ("h36m", "cpn_ft_h36m_dbb", False)]
+    assert keys == [("h36m", "gt", True, ""), ("h36m", "cpn_ft_h36m_dbb", False, "")]
 
 
 def test_csv_round_trip_gives_the_same_tables(h36m_df, tmp_path):
@@ -402,13 +402,17 @@ def test_ablation_h36m_paper_form():
 
 
 # ----------------------------------------------------------------------------------------- 3DHP
-def _hp_run(variant, noise, seed, pck, auc, mpjpe, lifter=(80.0, 45.0, 90.0)):
-    run = f"3dhp-{variant}-{noise}-seed{seed}"
+def _hp_run(variant, noise, seed, pck, auc, mpjpe, lifter=(80.0, 45.0, 90.0), joints17=False, **over):
+    """A 3DHP run's rows; ``joints17``: also PCK17/AUC17/MPJPE17, the 14-joint values - 5, - 3, + 10."""
+    run = f"3dhp{'_from_' + over['train_on'] if over.get('train_on') else ''}-{variant}-{noise}-seed{seed}"
     rows = []
     for model, (p, a, m) in (("diffusion", (pck, auc, mpjpe)), ("lifter", lifter)):
-        for metric, base in (("PCK", p), ("AUC", a), ("MPJPE", m)):
+        metrics = [("PCK", p), ("AUC", a), ("MPJPE", m)]
+        if joints17:
+            metrics += [("PCK17", p - 5), ("AUC17", a - 3), ("MPJPE17", m + 10)]
+        for metric, base in metrics:
             vals = {"TS1": base, "GS": base + 1, "noGS": base + 2, "Outdoor": base + 3, "All": base}
-            rows += _rows(run, "3dhp", variant, noise, seed, model, metric, vals)
+            rows += _rows(run, "3dhp", variant, noise, seed, model, metric, vals, **over)
     return rows
 
 
@@ -416,21 +420,75 @@ def test_3dhp_table():
     df = frame(_hp_run("baseline", "gaussian", 0, 85.0, 50.0, 80.0), _hp_run("full", "gaussian", 0, 88.0, 53.0, 70.0),
                _hp_run("full", "gaussian", 1, 90.0, 55.0, 72.0))
     t = T.mpi3dhp_table(df)
-    assert list(t.columns) == [("PCK", "GS"), ("PCK", "noGS"), ("PCK", "Outdoor"), ("PCK", "All"),
-                               ("AUC", "GS"), ("AUC", "noGS"), ("AUC", "Outdoor"), ("AUC", "All"), ("MPJPE", "All")]
+    P, A, M = "PCK (14 joints)", "AUC (14 joints)", "MPJPE (14 joints)"
+    assert list(t.columns) == [(P, "GS"), (P, "noGS"), (P, "Outdoor"), (P, "All"),
+                               (A, "GS"), (A, "noGS"), (A, "Outdoor"), (A, "All"), (M, "All")]
     assert list(t.index) == ["GraFormer lifter (ours)", "baseline + Gaussian", "full + Gaussian"]
     assert list(t.loc["full + Gaussian"]) == ["90.0 ± 1.4", "91.0 ± 1.4", "92.0 ± 1.4", "89.0 ± 1.4",
                                               "55.0 ± 1.4", "56.0 ± 1.4", "57.0 ± 1.4", "54.0 ± 1.4", "71.0 ± 1.4"]
-    assert t.loc["GraFormer lifter (ours)", ("MPJPE", "All")] == "90.0 ± 0.0"  # the same lifter value for both seeds
+    assert t.loc["GraFormer lifter (ours)", (M, "All")] == "90.0 ± 0.0"  # the same lifter value for both seeds
     # Highest PCK/AUC and lowest MPJPE are bold: full in every column.
     assert {(r, c) for r, c in t.attrs["bold"]} == {("full + Gaussian", c) for c in t.columns}
     rows = md_rows(T.to_markdown(t))
-    assert rows["Method"][:4] == ["PCK GS", "PCK noGS", "PCK Outdoor", "PCK All"] and rows["Method"][-1] == "MPJPE All"
-    assert "\\multicolumn{4}{c}{PCK} & \\multicolumn{4}{c}{AUC} & MPJPE" in T.to_latex(t)
+    assert rows["Method"][:4] == [f"{P} GS", f"{P} noGS", f"{P} Outdoor", f"{P} All"] and rows["Method"][-1] == f"{M} All"
+    assert f"\\multicolumn{{4}}{{c}}{{{P}}} & \\multicolumn{{4}}{{c}}{{{A}}} & {M}" in T.to_latex(t)
+    assert t.attrs["title"] == "MPI-INF-3DHP, trained on 3DHP (synthetic)"
+    assert t.attrs["caption"].startswith("MPI-INF-3DHP, trained on 3DHP: ") and "over the 14 evaluation joints," in \
+        t.attrs["caption"]
     a = T.ablation_table(df)
-    assert list(a.columns) == [("Gaussian", "PCK"), ("Gaussian", "AUC"), ("Gaussian", "MPJPE"), ("Gaussian", "ΔPCK")]
+    assert list(a.columns) == [("Gaussian", P), ("Gaussian", A), ("Gaussian", M), ("Gaussian", f"Δ{P}")]
     assert list(a.loc["full (CCE+CAG)"]) == ["89.00 ± 1.41", "54.00 ± 1.41", "71.00 ± 1.41", "+4.00"]
     assert "positive is better" in a.attrs["caption"]
+
+
+def test_3dhp_14_and_17_joints_trained_on_h36m_vs_3dhp(tmp_path):
+    """A cross-dataset setting (trained on H36M) and the own one (trained on 3DHP) are two tables, each
+    labelled; the 17-joint figures get their own labelled columns."""
+    own = frame(_hp_run("full", "gaussian", 0, 88.0, 53.0, 70.0, joints17=True))
+    cross = frame(_hp_run("full", "gaussian", 0, 80.0, 45.0, 90.0, joints17=True, train_on="h36m"),
+                  _hp_run("baseline", "gaussian", 0, 78.0, 44.0, 95.0, joints17=True, train_on="h36m"))
+    both = pd.concat([own, cross])
+    with pytest.raises(DataError, match="several input settings.*train_on=h36m"):
+        T.mpi3dhp_table(both)
+    assert [k for k, _ in T.split_settings(both)] == [("3dhp", "gt", True, ""), ("3dhp", "gt", True, "h36m")]
+    t = T.mpi3dhp_table(cross)
+    P, A, M = "PCK (14 joints)", "AUC (14 joints)", "MPJPE (14 joints)"
+    P17, A17, M17 = "PCK (17 joints)", "AUC (17 joints)", "MPJPE (17 joints)"
+    scenes = ["GS", "noGS", "Outdoor", "All"]
+    assert list(t.columns) == ([(P, s) for s in scenes] + [(A, s) for s in scenes] + [(M, "All")]
+                               + [(P17, s) for s in scenes] + [(A17, s) for s in scenes] + [(M17, "All")])
+    assert list(t.loc["full + Gaussian"]) == ["81.0", "82.0", "83.0", "80.0", "46.0", "47.0", "48.0", "45.0", "90.0",
+                                              "76.0", "77.0", "78.0", "75.0", "43.0", "44.0", "45.0", "42.0", "100.0"]
+    assert ("full + Gaussian", (P17, "All")) in {(r, tuple(c)) for r, c in t.attrs["bold"]}  # higher is better
+    assert ("full + Gaussian", (M17, "All")) in {(r, tuple(c)) for r, c in t.attrs["bold"]}  # lower is better
+    assert t.attrs["title"] == "MPI-INF-3DHP, trained on H36M (synthetic)"
+    assert t.attrs["label"] == "tab:3dhp-from-h36m-synth"
+    cap = t.attrs["caption"]
+    assert cap.startswith("MPI-INF-3DHP, trained on H36M: ")
+    assert "over the 14 evaluation joints (the official protocol) and over all 17 joints" in cap
+    assert "Trained on Human3.6M's training set (2D input: ground-truth 2D (gt)), tested on MPI-INF-3DHP's" in cap
+    assert "\\multicolumn{4}{c}{PCK (17 joints)}" in T.to_latex(t)
+    own_t = T.mpi3dhp_table(own)
+    assert own_t.attrs["title"] == "MPI-INF-3DHP, trained on 3DHP (synthetic)" and "Trained on Human3.6M" not in \
+        own_t.attrs["caption"]
+    a = T.ablation_table(cross)
+    assert list(a.columns) == [("Gaussian", c) for c in (P, A, M, P17, A17, f"Δ{P}")]
+    assert list(a.loc["full (CCE+CAG)"]) == ["80.00", "45.00", "90.00", "75.00", "42.00", "+2.00"]
+    assert a.attrs["title"] == "Ablation MPI-INF-3DHP, trained on H36M"
+    assert a.attrs["caption"].startswith("Ablation on MPI-INF-3DHP, trained on H36M: ")
+    docs = T.build_tables(both, references=[])
+    assert [d.attrs["title"] for d in docs["3dhp"]] == ["MPI-INF-3DHP, trained on 3DHP (synthetic)",
+                                                        "MPI-INF-3DHP, trained on H36M (synthetic)"]
+    s = T.summary_table(both)
+    assert list(s.columns)[:3] == ["run", "benchmark", "train_on"]
+    assert list(zip(s["train_on"], s["variant"])) == [("", "full"), ("h36m", "baseline"), ("h36m", "full")]
+    assert list(s["PCK (17 joints)"]) == [83.0, 73.0, 75.0] and list(s["AUC (17 joints)"]) == [50.0, 41.0, 42.0]
+    assert "train_on" not in T.summary_table(own).columns
+    # A CSV round trip keeps the setting; a CSV written before the column existed reads as the own training set.
+    back = read_tidy(write_tidy(cross, tmp_path / "cross.csv"))
+    assert T.to_markdown(T.mpi3dhp_table(back)) == T.to_markdown(t)
+    old = read_tidy(write_tidy(own.drop(columns=["train_on"]), tmp_path / "old.csv"))
+    assert T.mpi3dhp_table(old).attrs["title"] == "MPI-INF-3DHP, trained on 3DHP (synthetic)"
 
 
 # --------------------------------------------------------------------------------- summary, misc
@@ -438,13 +496,15 @@ def test_summary_table(h36m_df):
     df = pd.concat([h36m_df, frame(_hp_run("full", "gmm", 0, 88.0, 53.0, 70.0))])
     s = T.summary_table(df)
     assert list(s.columns) == ["run", "benchmark", "variant", "noise", "seed", "profile", "keypoints", "P1", "P2",
-                               "lifter P1", "PCK", "AUC", "MPJPE", "lifter PCK", "wall_time_s"]
+                               "lifter P1", "PCK (14 joints)", "AUC (14 joints)", "MPJPE (14 joints)",
+                               "lifter PCK (14 joints)", "wall_time_s"]
     assert list(zip(s["benchmark"], s["variant"], s["noise"], s["seed"])) == [
         ("h36m", "baseline", "gaussian", 0), ("h36m", "baseline", "gaussian", 1), ("h36m", "cce", "gmm", 0),
         ("h36m", "full", "gaussian", 0), ("h36m", "full", "gaussian", 1), ("3dhp", "full", "gmm", 0)]
     assert list(s["P1"][:5]) == [57.0, 59.0, 55.0, 52.0, 53.0]
     assert list(s["lifter P1"][:5]) == [67.0, 71.0, 67.0, 67.0, 71.0]
-    assert math.isnan(s["P1"].iloc[5]) and s["PCK"].iloc[5] == 88.0 and s["lifter PCK"].iloc[5] == 80.0
+    assert math.isnan(s["P1"].iloc[5]) and s["PCK (14 joints)"].iloc[5] == 88.0
+    assert s["lifter PCK (14 joints)"].iloc[5] == 80.0
     assert list(s["wall_time_s"]) == [60.0] * 6
     rt = T.summary_rich(s)
     assert rt.row_count == 6 and len(rt.columns) == 14  # the run name only with show_run
