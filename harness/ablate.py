@@ -75,7 +75,7 @@ def run_grid(cfgs: list[Config], out: Path, on_event: Callable[[dict[str, Any]],
             outcome["skipped"].append(name)
             emit({"event": "skip", "run": name, "index": k})
             continue
-        key = (cfg.benchmark, cfg.data_root, cfg.keypoints, cfg.train_stride, cfg.test_stride)
+        key = (cfg.benchmark, cfg.train_on, cfg.data_root, cfg.keypoints, cfg.train_stride, cfg.test_stride)
         if key not in data_cache:
             data_cache.clear()  # one benchmark's arrays in memory at a time
             data_cache[key] = load_data(cfg)

@@ -31,36 +31,58 @@ def resolve_data_root(benchmark: str, data_root: Path | str | None, seed: int = 
     return root
 
 
-def load_data(cfg: Config) -> dict[str, PoseSet]:
-    """The benchmark's train/test PoseSets for ``cfg`` (synthetic when ``data_root`` is None)."""
-    root = resolve_data_root(cfg.benchmark, cfg.data_root)
-    if cfg.benchmark == "h36m":
+def _load_benchmark(benchmark: str, root: Path, keypoints: str) -> dict[str, PoseSet]:
+    if benchmark == "h36m":
         from harness.data.h36m import load_h36m
 
-        data = load_h36m(root, keypoints=cfg.keypoints)
-        if cfg.keypoints != "gt":  # the GT 2D gives the detector's residuals for the GMM noise fit
+        data = load_h36m(root, keypoints=keypoints)
+        if keypoints != "gt":  # the GT 2D gives the detector's residuals for the GMM noise fit
             gt = load_h36m(root, keypoints="gt")
             if data["train"].num_joints == gt["train"].num_joints and len(gt["train"]) == len(data["train"]):
                 data["train"].meta["pose_2d_gt"] = gt["train"].pose_2d
-    else:
-        from harness.data.mpi3dhp import load_3dhp
+        return data
+    from harness.data.mpi3dhp import load_3dhp
 
-        data = load_3dhp(root)
+    return load_3dhp(root)
+
+
+def load_data(cfg: Config) -> dict[str, PoseSet]:
+    """The benchmark's train/test PoseSets for ``cfg`` (synthetic when ``data_root`` is None).
+
+    Cross-dataset (``cfg.train_on``, e.g. "h36m" with benchmark "3dhp"): the training split is that
+    benchmark's (H36M S1 S5 S6 S7 S8, 2D ``cfg.keypoints``), read from ``data_root``'s ``h36m/`` folder
+    (or the synthetic H36M), the test split the benchmark's own; both in the PoseSet conventions
+    (H36M joint order, camera-frame root-relative metres, 2D normalised by each camera's width)."""
+    root = resolve_data_root(cfg.benchmark, cfg.data_root)
+    data = _load_benchmark(cfg.benchmark, root, cfg.keypoints)
+    train_bench, train_root = cfg.benchmark, root
+    if cfg.train_on:
+        train_bench, train_root = cfg.train_on, resolve_data_root(cfg.train_on, cfg.data_root)
+        try:
+            train = _load_benchmark(train_bench, train_root, cfg.keypoints)["train"]
+        except DataError as e:
+            raise DataError(f"{e} (--train-on {train_bench}: give --data-root a folder holding {train_bench}/ "
+                            f"and {cfg.benchmark}/)") from None
+        test = data.get("test")
+        if test is not None and train.num_joints != test.num_joints:
+            raise DataError(f"{train_root}: keypoints '{cfg.keypoints}' have {train.num_joints} joints but the "
+                            f"{cfg.benchmark} test split has {test.num_joints}; use 17-joint 2D")
+        data = {"train": train, "test": test}
     if data.get("test") is not None and data["test"].num_joints != 17:
         raise DataError(f"{root}: keypoints '{cfg.keypoints}' have {data['test'].num_joints} joints; "
                         "the models need the 17-joint H36M layout")
     if "train" not in data or len(data["train"]) == 0:
-        why = ("none of the training subjects S1, S5, S6, S7, S8 in data_3d_h36m.npz" if cfg.benchmark == "h36m"
+        why = ("none of the training subjects S1, S5, S6, S7, S8 in data_3d_h36m.npz" if train_bench == "h36m"
                else "data_train_3dhp.npz is absent or empty")
-        raise DataError(f"{root}: no training data for benchmark '{cfg.benchmark}' ({why})")
-    if "test" not in data or len(data["test"]) == 0:
+        raise DataError(f"{train_root}: no training data for benchmark '{train_bench}' ({why})")
+    if data.get("test") is None or len(data["test"]) == 0:
         why = ("none of the test subjects S9, S11 in data_3d_h36m.npz" if cfg.benchmark == "h36m"
                else "no test sequences")
         raise DataError(f"{root}: no test data for benchmark '{cfg.benchmark}' ({why})")
     out = {"train": data["train"], "test": data["test"]}
     from harness.data.synth import is_synthetic
 
-    out["train"].meta["synthetic"] = cfg.data_root is None or is_synthetic(root)
+    out["train"].meta["synthetic"] = cfg.data_root is None or is_synthetic(root) or is_synthetic(train_root)
     if cfg.train_stride > 1:
         keep = np.arange(len(out["train"])) % cfg.train_stride == 0
         gt2d = out["train"].meta.get("pose_2d_gt")
