@@ -1,4 +1,5 @@
-"""The in-memory form every loader returns: flat per-frame arrays, H36M 17-joint order.
+"""The in-memory form every loader returns: flat per-frame arrays, H36M joint order (the 17 joints,
+or 16 without Neck/Nose for 16-joint 2D files; ``meta["parents"]`` / :attr:`PoseSet.parents`).
 
 Loaders (H36M, 3DHP, synthetic files read through the same loaders) turn files into one
 :class:`PoseSet` per split. Everything downstream (cache, training, evaluation, metrics
@@ -41,6 +42,17 @@ class PoseSet:
     @property
     def num_joints(self) -> int:
         return int(self.pose_3d.shape[1])
+
+    @property
+    def parents(self) -> tuple[int, ...]:
+        """The skeleton the models are built on: ``meta["parents"]`` (the H36M loader's), else the
+        H36M-order layout of :attr:`num_joints` (:func:`harness.skeleton.h36m_layout`)."""
+        p = self.meta.get("parents")
+        if p is not None and len(p) == self.num_joints:
+            return tuple(int(v) for v in p)
+        from harness.skeleton import h36m_layout
+
+        return h36m_layout(self.num_joints)[0]
 
     def subset(self, mask: np.ndarray) -> "PoseSet":
         return PoseSet(

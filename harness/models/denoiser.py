@@ -14,7 +14,8 @@ full       on     on     the released ``DiffModel`` (jjkislele/monoMotionDiff,  
                          models/model.py, built as in models/runner.py)
 =========  =====  =====  ==========================================================  ===========
 
-(*) hid 96, 5 layers, 4 heads, 17 joints.
+(*) hid 96, 5 layers, 4 heads, 17 joints. On the 16-joint layout without Neck/Nose (graphs of 16
+and 32 nodes): 1,025,509 / 1,028,239 / 1,865,066 / 1,871,602.
 
 Main stream (all variants): ``gconv_input`` (ChebConv K=2) -> per layer ``atten_layers[i]``
 (pre-norm residual multi-head self-attention over the nodes + pre-norm residual ``GraphNet`` with a
@@ -31,18 +32,18 @@ The time embedding is DDPM's sinusoidal one, ``emb(t) = [sin(t f), cos(t f)]`` w
 ``f_i = 10000^(-i / (hid/2 - 1))``, then ``temb = dense[1](swish(dense[0](emb(t))))``
 (``emd_dim = 4 * hid_dim``; ``swish(z) = z sigmoid(z)``).
 
-CCE (cross-channel embedding), ``cce=True``: the graph has ``2J = 34`` nodes, ``0..J-1`` holding
-the 2D projections and ``J..2J-1`` the 3D coordinates; edges are the skeleton within each half plus
+CCE (cross-channel embedding), ``cce=True``: the graph has ``2J`` nodes (34 for H36M), ``0..J-1``
+holding the 2D projections and ``J..2J-1`` the 3D coordinates; edges are the skeleton within each half plus
 each joint's 2D node linked to its 3D node (:func:`~harness.models.graph.cross_channel_edges`).
 The noisy ``u, v`` go through ``fc1`` (Linear 2 -> 3) so both halves carry 3 values per node;
 ``coords_dim`` is (3, 3). The readout puts each joint's 2D-node and 3D-node outputs side by side
 (6 values) and ``fc2`` (Linear 6 -> 5) maps them to the noise on [u, v, x, y, z].
 
 CAG (context attention guidance), ``cag=True``: a second stream fed the clean 2D pose.
-``gconv_input_t`` (ChebConv 2 -> hid on the 17-joint graph) embeds it; with CCE, ``fc3`` (Linear
-17 -> 34 over the node axis) spreads it over the 34 nodes. It is added to the main stream's input
-embedding, then runs through its own ``atten_layers_t`` / ``gconv_layers_t`` (on the same graph as
-the main stream). After each layer's attention the streams exchange features both ways,
+``gconv_input_t`` (ChebConv 2 -> hid on the J-joint graph) embeds it; with CCE, ``fc3`` (Linear
+J -> 2J over the node axis, 17 -> 34 for H36M) spreads it over the 2J nodes. It is added to the main
+stream's input embedding, then runs through its own ``atten_layers_t`` / ``gconv_layers_t`` (on the
+same graph as the main stream). After each layer's attention the streams exchange features both ways,
 ``out = out + guide; guide = guide + out`` (the second uses the updated ``out``), before their
 graph layers. In the last layer only ``out = out + guide`` matters: the guide stream ends there.
 With ``g_0 = gconv_input_t(pose_2d)`` (``fc3`` over the node axis with CCE) added to ``h_0``::

@@ -105,14 +105,16 @@ def cheb_operator(adj: torch.Tensor, K: int = 2, dtype: torch.dtype = torch.floa
 
 
 def h36m_adjacency(parents: Sequence[int] = H36M_PARENTS) -> torch.Tensor:
-    """The 17-joint Human3.6M skeleton graph (``adj_mx_from_edges`` of its 16 bones)."""
+    """The skeleton graph of ``parents`` (``adj_mx_from_edges`` of its bones): by default Human3.6M's
+    17 joints and 16 bones (16 joints and 15 bones for :data:`~harness.skeleton.SH16_PARENTS`)."""
     return adj_mx_from_edges(len(parents), h36m_edges(tuple(parents)))
 
 
 def cross_channel_edges(parents: Sequence[int] = H36M_PARENTS) -> list[tuple[int, int]]:
     """Edges of the cross-channel (CCE) graph on ``2J`` nodes: nodes ``0..J-1`` carry the 2D
     projections, ``J..2J-1`` the 3D coordinates. The skeleton within each half, plus every joint's
-    2D node linked to its 3D node: ``2 * (J-1) + J`` edges (49 for H36M), as released."""
+    2D node linked to its 3D node: ``2 * (J-1) + J`` edges (49 for H36M's 17 joints, 46 for 16), as
+    released."""
     bones = h36m_edges(tuple(parents))
     j = len(parents)
     return (list(bones)
@@ -121,7 +123,8 @@ def cross_channel_edges(parents: Sequence[int] = H36M_PARENTS) -> list[tuple[int
 
 
 def cross_channel_adjacency(parents: Sequence[int] = H36M_PARENTS) -> torch.Tensor:
-    """``(2J, 2J)`` normalised adjacency of :func:`cross_channel_edges` (34 nodes for H36M)."""
+    """``(2J, 2J)`` normalised adjacency of :func:`cross_channel_edges` (34 nodes for H36M, 32 for
+    the 16-joint layout)."""
     return adj_mx_from_edges(2 * len(parents), cross_channel_edges(parents))
 
 

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import torch
 
-from harness.skeleton import H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT
+from harness.skeleton import h36m_layout
 
 
 class Flip:
-    """Left/right mirroring on (B, J, C) tensors: negate x, swap left and right joints."""
+    """Left/right mirroring on (B, J, C) tensors: negate x, swap left and right joints.
 
-    def __init__(self, num_joints: int, left=H36M_JOINTS_LEFT, right=H36M_JOINTS_RIGHT, device=None):
+    ``left``/``right`` default to the sides of the H36M-order layout with ``num_joints`` joints
+    (:func:`harness.skeleton.h36m_layout`: 17, or 16 without Neck/Nose)."""
+
+    def __init__(self, num_joints: int, left=None, right=None, device=None):
+        if left is None or right is None:
+            _, dl, dr = h36m_layout(num_joints)
+            left, right = (dl if left is None else left), (dr if right is None else right)
+        if len(left) != len(right) or not all(0 <= j < num_joints for j in (*left, *right)):
+            raise ValueError(f"flip sides {list(left)} / {list(right)} do not fit {num_joints} joints")
         perm = list(range(num_joints))
         for a, b in zip(left, right):
             perm[a], perm[b] = b, a

@@ -15,7 +15,7 @@ import torch
 from harness.errors import ConfigError
 from harness.models import VARIANTS, build_denoiser, count_parameters
 from harness.models.graph import cross_channel_adjacency, cross_channel_edges, num_undirected_edges
-from harness.skeleton import h36m_edges
+from harness.skeleton import H36M_PARENTS, h36m_edges
 
 EXPECTED_PARAMS = {"baseline": 1_025_674, "cce": 1_028_899, "cag": 1_865_396, "full": 1_872_990}
 SWITCHES = {"baseline": (False, False), "cce": (True, False), "cag": (False, True), "full": (True, True)}
@@ -79,13 +79,14 @@ def _res_diff(p, pre, x, temb, terms):
     return x + np.maximum(_cheb(p, pre + ".gconv2.gconv", h, terms), 0)
 
 
-def ref_forward(model, x, t, pose_2d, heads):
+def ref_forward(model, x, t, pose_2d, heads, parents=H36M_PARENTS):
     p = {k: v.detach().double().numpy() for k, v in model.state_dict().items()}
     cce, cag = model.cce, model.cag
     x, pose_2d, t = x.double().numpy(), pose_2d.double().numpy(), t.double().numpy()
     j, layers, hid = x.shape[1], model.n_layers, model.hid_dim
-    t17 = _cheb_terms(j, h36m_edges())
-    t34 = _cheb_terms(2 * j, cross_channel_edges())
+    assert j == len(parents)
+    t17 = _cheb_terms(j, h36m_edges(parents))
+    t34 = _cheb_terms(2 * j, cross_channel_edges(parents))
     g = t34 if cce else t17
 
     half = hid // 2

@@ -2,8 +2,8 @@
 
 Public API (the same builders as :mod:`harness.models`, for the models training uses)::
 
-    build_lifter(hid_dim=96, num_layers=5, n_head=4, dropout=0.25) -> FastGraFormer
-    build_denoiser(variant, hid_dim=96, num_layers=5, n_head=4, dropout=0.25) -> FastGCNDiff
+    build_lifter(hid_dim=96, num_layers=5, n_head=4, dropout=0.25, parents=H36M_PARENTS) -> FastGraFormer
+    build_denoiser(variant, hid_dim=96, num_layers=5, n_head=4, dropout=0.25, parents=H36M_PARENTS) -> FastGCNDiff
     kernels_state() -> str      # "on", "off (why)" or "unavailable: why"
 
 :class:`FastGraFormer` and :class:`FastGCNDiff` subclass the readable
@@ -22,28 +22,35 @@ Switches: ``HARNESS_NATIVE=0`` in the environment (the whole process), or ``ops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
-from harness.models import denoiser_kwargs, lifter_kwargs
+from harness.models import denoiser_kwargs, lifter_kwargs, skeleton_parents
 from harness.models.fast import native, ops
 from harness.models.fast.denoiser import FastGCNDiff
 from harness.models.fast.lifter import FastGraFormer
 from harness.models.fast.ops import tune_cpu_allocator
 from harness.models.graph import h36m_adjacency
+from harness.skeleton import H36M_PARENTS
 
 __all__ = ["FastGCNDiff", "FastGraFormer", "build_denoiser", "build_lifter", "kernels_state", "native", "ops",
            "tune_cpu_allocator"]
 
 
-def build_lifter(hid_dim: int = 96, num_layers: int = 5, n_head: int = 4, dropout: float = 0.25) -> nn.Module:
-    """Fast :func:`harness.models.build_lifter`: ``(B, 17, 2) -> (B, 17, 3)``."""
-    return FastGraFormer(h36m_adjacency(), **lifter_kwargs(hid_dim, num_layers, n_head, dropout))
+def build_lifter(hid_dim: int = 96, num_layers: int = 5, n_head: int = 4, dropout: float = 0.25,
+                 parents: Sequence[int] = H36M_PARENTS) -> nn.Module:
+    """Fast :func:`harness.models.build_lifter`: ``(B, J, 2) -> (B, J, 3)`` on the graph of ``parents``."""
+    parents = skeleton_parents(parents)
+    return FastGraFormer(h36m_adjacency(parents), **lifter_kwargs(hid_dim, num_layers, n_head, dropout, len(parents)))
 
 
 def build_denoiser(variant: str, hid_dim: int = 96, num_layers: int = 5, n_head: int = 4,
-                   dropout: float = 0.25) -> nn.Module:
+                   dropout: float = 0.25, parents: Sequence[int] = H36M_PARENTS) -> nn.Module:
     """Fast :func:`harness.models.build_denoiser` (same arguments, same errors)."""
-    return FastGCNDiff(h36m_adjacency(), **denoiser_kwargs(variant, hid_dim, num_layers, n_head, dropout))
+    parents = skeleton_parents(parents)
+    return FastGCNDiff(h36m_adjacency(parents),
+                       **denoiser_kwargs(variant, hid_dim, num_layers, n_head, dropout, parents))
 
 
 def kernels_state() -> str:

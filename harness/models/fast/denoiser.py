@@ -63,7 +63,7 @@ class FastGCNDiff(GCNDiff):
         else:
             p2 = pose_2d.transpose(0, 1).reshape(j * b, 2)
             guide = cheb_conv_nm(self.gconv_input_t, p2, cheb_stack_buffers(self, "cheb_ctx"))
-            if self.cce:  # fc3 over the node axis, 17 -> 34: one GEMM on the node-major rows
+            if self.cce:  # fc3 over the node axis, J -> 2J: one GEMM on the node-major rows
                 w = self.fc3.weight.to(guide.dtype)
                 guide = torch.addmm(self.fc3.bias.to(guide.dtype).view(-1, 1), w,
                                     guide.view(j, -1)).view(n * b, -1)
