@@ -38,8 +38,13 @@ def _load_benchmark(benchmark: str, root: Path, keypoints: str) -> dict[str, Pos
         data = load_h36m(root, keypoints=keypoints)
         if keypoints != "gt":  # the GT 2D gives the detector's residuals for the GMM noise fit
             gt = load_h36m(root, keypoints="gt")
-            if data["train"].num_joints == gt["train"].num_joints and len(gt["train"]) == len(data["train"]):
-                data["train"].meta["pose_2d_gt"] = gt["train"].pose_2d
+            gt2d = gt["train"].pose_2d
+            if data["train"].num_joints == 16 and gt2d.shape[1] == 17:  # 16 joints: the 17 less Neck/Nose
+                from harness.skeleton import SH16_FROM_H36M17
+
+                gt2d = gt2d[:, list(SH16_FROM_H36M17)]
+            if data["train"].num_joints == gt2d.shape[1] and len(gt["train"]) == len(data["train"]):
+                data["train"].meta["pose_2d_gt"] = gt2d
         return data
     from harness.data.mpi3dhp import load_3dhp
 
@@ -68,9 +73,9 @@ def load_data(cfg: Config) -> dict[str, PoseSet]:
             raise DataError(f"{train_root}: keypoints '{cfg.keypoints}' have {train.num_joints} joints but the "
                             f"{cfg.benchmark} test split has {test.num_joints}; use 17-joint 2D")
         data = {"train": train, "test": test}
-    if data.get("test") is not None and data["test"].num_joints != 17:
-        raise DataError(f"{root}: keypoints '{cfg.keypoints}' have {data['test'].num_joints} joints; "
-                        "the models need the 17-joint H36M layout")
+    if data.get("test") is not None and data["test"].num_joints not in (16, 17):
+        raise DataError(f"{root}: keypoints '{cfg.keypoints}' have {data['test'].num_joints} joints; the models "
+                        "need H36M's 17 joints or the 16 without Neck/Nose")
     if "train" not in data or len(data["train"]) == 0:
         why = ("none of the training subjects S1, S5, S6, S7, S8 in data_3d_h36m.npz" if train_bench == "h36m"
                else "data_train_3dhp.npz is absent or empty")

@@ -87,6 +87,9 @@ _SH_MPII_RIGHT = (0, 1, 2, 10, 11, 12)
 
 _GT_METADATA = {"layout_name": "h36m", "num_joints": 17,
                 "keypoints_symmetry": [list(H36M_JOINTS_LEFT), list(H36M_JOINTS_RIGHT)]}
+# The 16-joint GT file (H36M order less Neck/Nose; keypoints name "gt16"), as the loader reads it back.
+_GT16_METADATA = {"layout_name": "h36m16", "num_joints": len(SH16_FROM_H36M17),
+                  "keypoints_symmetry": [list(SH16_JOINTS_LEFT), list(SH16_JOINTS_RIGHT)]}
 
 
 @dataclass(frozen=True)
@@ -202,16 +205,29 @@ def derive_gt_2d(positions_3d: dict, cameras: dict[str, list[Camera]]) -> dict[s
     return out
 
 
-def write_gt_2d(path: str | Path, positions_2d: dict) -> Path:
-    """Write a derived GT 2D dict as ``data_2d_h36m_gt.npz`` (VideoPose3D layout), atomically."""
+def write_gt_2d(path: str | Path, positions_2d: dict, joints: int = 17) -> Path:
+    """Write a derived GT 2D dict (17 joints) as ``data_2d_h36m_gt.npz`` (VideoPose3D layout),
+    atomically; ``joints=16`` drops Neck/Nose first (:data:`SH16_FROM_H36M17`) and writes the
+    16-joint metadata (the file :func:`prepare_gt_2d` names ``data_2d_h36m_gt16.npz``)."""
+    if joints not in (16, 17):
+        raise ConfigError(f"GT 2D joints {joints}: expected 17 or 16 (H36M less Neck/Nose)")
     path = Path(path)
-    save_npz(path, positions_2d=positions_2d, metadata=dict(_GT_METADATA))
+    meta = _GT_METADATA
+    if joints == 16:
+        keep = list(SH16_FROM_H36M17)
+        positions_2d = {s: {a: [np.ascontiguousarray(np.asarray(v)[:, keep]) for v in views]
+                            for a, views in acts.items()} for s, acts in positions_2d.items()}
+        meta = _GT16_METADATA
+    save_npz(path, positions_2d=positions_2d, metadata=dict(meta))
     return path
 
 
-def prepare_gt_2d(data_root: str | Path, out: str | Path) -> Path:
+def prepare_gt_2d(data_root: str | Path, out: str | Path, joints: int = 17) -> Path:
     """Derive ``data_2d_h36m_gt.npz`` from ``data_root``'s 3D and cameras and write it into the folder
-    ``out`` (atomically). Returns the written path."""
+    ``out`` (atomically). Returns the written path. ``joints=16`` writes ``data_2d_h36m_gt16.npz``
+    instead: the same keypoints less Neck/Nose, in H36M order (keypoints name ``gt16``)."""
+    if joints not in (16, 17):
+        raise ConfigError(f"GT 2D joints {joints}: expected 17 or 16 (H36M less Neck/Nose)")
     data_root, out = Path(data_root), Path(out)
     p3 = _need_file(data_root / H36M_3D_FILE)
     pc = _need_file(data_root / H36M_CAMERAS_FILE)
@@ -220,9 +236,9 @@ def prepare_gt_2d(data_root: str | Path, out: str | Path) -> Path:
     problems: list[str] = []
     _check_3d(pos3d, p3, cams, pc, problems, subjects=None)
     _raise_problems(problems)
-    target = out / h36m_2d_filename("gt")
+    target = out / h36m_2d_filename("gt" if joints == 17 else "gt16")
     try:
-        return write_gt_2d(target, derive_gt_2d(pos3d, cams))
+        return write_gt_2d(target, derive_gt_2d(pos3d, cams), joints=joints)
     except OSError as e:
         raise DataError(f"{target}: cannot write ({e.strerror or e})") from None
 

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from harness.errors import DataError
 from harness.safeio import atomic_path
-from harness.skeleton import H36M_ACTIONS, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, H36M_PARENTS, h36m_edges
+from harness.skeleton import H36M_ACTIONS, H36M_JOINTS_LEFT, H36M_JOINTS_RIGHT, h36m_edges, h36m_layout
 from harness.report.rows import (LATEX_HEADERS, latest_runs, load_references, matching_references, normalise, our_rows,
                             split_settings)
 
@@ -136,8 +136,8 @@ def pick_pose_run(df: pd.DataFrame, runs_dir: Path) -> Path | None:
     return None
 
 
-def _side(j: int) -> str:
-    return "left" if j in H36M_JOINTS_LEFT else "right" if j in H36M_JOINTS_RIGHT else "centre"
+def _side(j: int, left=H36M_JOINTS_LEFT, right=H36M_JOINTS_RIGHT) -> str:
+    return "left" if j in left else "right" if j in right else "centre"
 
 
 def _load_samples(npz: Path) -> dict[str, np.ndarray]:
@@ -160,9 +160,10 @@ def plot_poses(run_dir: Path, path: Path, num: int = 3) -> Path | None:
     s = _load_samples(npz)
     p2d, gt, pred = s["sample_pose_2d"], s["sample_gt_3d"], s["sample_diffusion_3d"]
     if p2d.ndim != 3 or gt.ndim != 3 or pred.shape != gt.shape or p2d.shape[:2] != gt.shape[:2] \
-            or gt.shape[1] != len(H36M_PARENTS) or p2d.shape[2] != 2 or gt.shape[2] != 3:
+            or gt.shape[1] not in (16, 17) or p2d.shape[2] != 2 or gt.shape[2] != 3:
         raise DataError(f"{npz}: sample arrays have shapes {p2d.shape}, {gt.shape}, {pred.shape}; "
-                        f"expected (N, {len(H36M_PARENTS)}, 2) and (N, {len(H36M_PARENTS)}, 3)")
+                        "expected (N, J, 2) and (N, J, 3) with J = 17 (H36M) or 16 (without Neck/Nose)")
+    parents, left, right = h36m_layout(gt.shape[1])
     n_avail = p2d.shape[0]
     if n_avail == 0:
         return None
@@ -170,7 +171,7 @@ def plot_poses(run_dir: Path, path: Path, num: int = 3) -> Path | None:
     index = s.get("sample_index")
     actions = s.get("action")
     errors = s.get("diffusion_p1")
-    edges = h36m_edges(H36M_PARENTS)
+    edges = h36m_edges(parents)
     fig = _new_figure(3.0 * len(pick), 6.2)
     for col, k in enumerate(pick):
         frame = int(index[k]) if index is not None and k < len(index) else None
@@ -180,7 +181,7 @@ def plot_poses(run_dir: Path, path: Path, num: int = 3) -> Path | None:
         # 2D input: image coordinates, y down.
         ax = fig.add_subplot(2, len(pick), col + 1)
         for c, p in edges:
-            ax.plot(p2d[k, [c, p], 0], p2d[k, [c, p], 1], color=SIDE_COLOURS[_side(c)], linewidth=1.8)
+            ax.plot(p2d[k, [c, p], 0], p2d[k, [c, p], 1], color=SIDE_COLOURS[_side(c, left, right)], linewidth=1.8)
         ax.scatter(p2d[k, :, 0], p2d[k, :, 1], s=6, color="black", zorder=3)
         ax.set_aspect("equal", adjustable="datalim")
         ax.invert_yaxis()
@@ -191,7 +192,7 @@ def plot_poses(run_dir: Path, path: Path, num: int = 3) -> Path | None:
         g = gt[k] - gt[k, :1]
         q = pred[k] - pred[k, :1]
         for pose, colour_of, lw, label in ((g, lambda j: "black", 1.2, "ground truth"),
-                                           (q, lambda j: SIDE_COLOURS[_side(j)], 2.0, "prediction")):
+                                           (q, lambda j: SIDE_COLOURS[_side(j, left, right)], 2.0, "prediction")):
             for i_e, (c, p) in enumerate(edges):
                 ax3.plot(pose[[c, p], 0], pose[[c, p], 2], -pose[[c, p], 1], color=colour_of(c), linewidth=lw,
                          alpha=0.55 if label == "ground truth" else 0.95,
