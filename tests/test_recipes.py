@@ -136,3 +136,23 @@ def test_train_keypoints_gt_trains_the_denoiser_on_gt_2d(tmp_path, tiny_cfg, tin
     loop.train_denoiser(cfg, build_denoiser_for(cfg), train, GaussianNoise(), tmp_path, torch.device("cpu"),
                         torch.Generator().manual_seed(1))
     assert np.array_equal(seen[0], gt)
+
+
+def test_tables_keep_runs_of_different_recipes_apart():
+    """A released-recipe run is another row, not a newer version of the harness-recipe run."""
+    import pandas as pd
+
+    from harness.report.results import TIDY_COLUMNS
+    from harness.report.rows import latest_runs, normalise, our_rows
+
+    def row(run, recipe, value, date):
+        return dict(run=run, benchmark="h36m", variant="full", noise="gaussian", seed=0, profile="quick",
+                    recipe=recipe, synthetic=True, data_root="", keypoints="gt", model="diffusion", metric="P1",
+                    group="Avg", value=value, wall_time_s=1.0, git_commit="", date=date, device="cpu", train_on="")
+
+    df = pd.DataFrame([row("a", "harness", 50.0, "2026-01-01"), row("b", "released", 52.0, "2026-01-02"),
+                       row("c", "", 49.0, "2026-01-03")], columns=TIDY_COLUMNS)
+    kept, dropped = latest_runs(normalise(df))
+    assert sorted(kept["run"]) == ["b", "c"] and dropped == ["a"]  # "" reads as harness: c supersedes a
+    labels = {r.label: r.mean[("P1", "Avg")] for r in our_rows(kept, ["P1"], ["Avg"], lifter=False)}
+    assert labels == {"full + Gaussian [quick]": 49.0, "full + Gaussian [quick/released]": 52.0}

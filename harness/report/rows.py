@@ -183,6 +183,10 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
     except (ValueError, TypeError) as e:
         raise DataError(f"results table: non-numeric seed or value ({e})") from None
     out["wall_time_s"] = pd.to_numeric(out["wall_time_s"], errors="coerce")
+    # Runs of another recipe than the default are other rows: their profile tag names the recipe
+    # ("quick/released"), so they are neither merged with nor superseded by the harness recipe's runs.
+    rec = out["recipe"].fillna("").astype(str).replace("", "harness")
+    out["profile"] = np.where(rec == "harness", out["profile"], out["profile"] + "/" + rec)
     return out
 
 
