@@ -99,6 +99,7 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
     ``precision`` other than the run's own runs the denoiser's sampler in that precision (the
     shared lifter's predictions stay the run's) and writes ``metrics-<precision>.json`` beside
     ``metrics.json`` instead, leaving the run's own results as they are."""
+    t_start = time.perf_counter()
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder not found")
@@ -130,6 +131,7 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
                          "num_joints": data["test"].num_joints}}
     if (run_dir / "origin.json").exists():
         prev["origin"] = read_json(run_dir / "origin.json")
+    prev.setdefault("wall_time_s", round(time.perf_counter() - t_start, 2))
     prev.update({"metrics": metrics, "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "device": str(dev)})
     if eval_cfg.precision != cfg.precision:

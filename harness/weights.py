@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from harness import __version__
-from harness.config import Config, resolve_config
+from harness.config import Config, apply_overrides, recipe_values, validate
 from harness.errors import DataError
 from harness.safeio import write_json
 from harness.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
@@ -192,9 +192,10 @@ def import_weights(denoiser: Path, out: Path, lifter: Path | None = None, fmt: s
                             else None, "dropped": sorted(k for k in strip_prefix(lstates[0]) if k.startswith("temb."))}
     else:
         origin["lifter"] = None  # eval/predict train the harness's own lifter (shared folder) instead
-    cfg = resolve_config("quick", overrides, recipe=RECIPE_OF_FORMAT[fmt])
-    # the imported run is not a `quick` budget run: the sizes and epochs are the weights'
-    cfg = Config(**{**cfg.to_dict(), "profile": "imported"})
+    # No profile: the sizes and epochs are the weights', the frames the protocol's (every test frame).
+    recipe = RECIPE_OF_FORMAT[fmt]
+    cfg = apply_overrides(Config(profile="imported"), recipe_values(recipe, keypoints), source=f"recipe '{recipe}'")
+    cfg = validate(apply_overrides(cfg, overrides, source="import-weights"), source="import-weights")
     from harness.noise import GaussianNoise
 
     with _new_folder(out) as tmp:

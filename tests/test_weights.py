@@ -185,3 +185,24 @@ def test_predict_cli_writes_once(io, imported, tmp_path):
     assert res.exit_code == 2 and "file exists" in res.output
     with pytest.raises(DataError, match="file exists"):
         predict(imported["released"], tmp_path / "in.npz", tmp_path / "out.npz")
+
+
+@needs_fixtures
+def test_eval_of_an_imported_run_on_the_synthetic_benchmark(imported, tmp_path, harness_cache):
+    """`harness eval` on an imported folder: the imported lifter (not a trained one), the source's
+    recipe, metrics.json with the weights' origin. A twentieth of the test frames to keep it short."""
+    import shutil
+
+    from harness.pipeline import evaluate_run
+
+    run = tmp_path / "mmd"
+    shutil.copytree(imported["released"], run)
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["profile"], cfg["train_stride"], cfg["test_stride"]) == ("imported", 1, 1)
+    (run / "config.json").write_text(json.dumps({**cfg, "test_stride": 20}))
+    res = evaluate_run(run, device="cpu")
+    assert res["origin"]["denoiser"]["format"] == "monomotiondiff"
+    assert res["config"]["recipe"] == "released" and res["data"]["train_frames"] == 0
+    assert np.isfinite(res["metrics"]["diffusion"]["p1"]["Avg"]) and res["metrics"]["diffusion"]["p1"]["Avg"] > 0
+    assert not (tmp_path / "shared").exists()  # no lifter was trained
+    assert json.loads((run / "metrics.json").read_text())["wall_time_s"] > 0
