@@ -19,10 +19,11 @@ from rich.table import Table
 
 from harness.errors import HarnessError
 from harness.protocols import BENCHMARKS
-from harness.variants import NOISES, VARIANTS
+from harness.variants import GRID_NOISES, NOISES, VARIANTS
 
 _ALL_VARIANTS = ",".join(VARIANTS)
 _ALL_NOISES = ",".join(NOISES)
+_GRID_NOISES = ",".join(GRID_NOISES)  # ablate's default: not 'kernels' (it needs --keypoints <name>_gmm)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmarking and ablation harness for diffusion-based 3D human pose lifting.")
@@ -191,6 +192,28 @@ def variants_cmd(
     console.print(f"initial lifter (GraFormer): {lifter:,} parameters", highlight=False)
     for k in NOISES:
         console.print(f"noise [bold]{k}[/]: {escape(NOISES.get(k))}", highlight=False)
+
+
+@app.command("recipes")
+@handle_errors
+def recipes_cmd(
+    detected: bool = typer.Option(False, "--detected", help="The values for detected 2D input (CPN, SH, ...)."),
+) -> None:
+    """List the recipes (harness/configs/recipes.yaml) side by side, key by key."""
+    from harness.config import load_recipes, recipe_keys, recipe_values
+
+    recipes = load_recipes()
+    table = Table(title=f"Recipes ({'detected' if detected else 'GT'} 2D input)")
+    table.add_column("key")
+    for name in recipes:
+        table.add_column(name)
+    values = {n: recipe_values(n, "cpn" if detected else "gt") for n in recipes}
+    for key in sorted(recipe_keys()):
+        cells = [str(values[n].get(key)) for n in recipes]
+        table.add_row(key, *cells, style="bold" if len(set(cells)) > 1 else None)
+    console.print(table)
+    for name, r in recipes.items():
+        console.print(f"[bold]{name}[/]: {escape(r['description'])}", highlight=False)
 
 
 # --------------------------------------------------------------------------------- train / eval
@@ -374,7 +397,7 @@ def _csv(text: str, option: str) -> list[str]:
 @handle_errors
 def ablate_cmd(
     variants: str = typer.Option(_ALL_VARIANTS, "--variants", help="Comma-separated variants."),
-    noises: str = typer.Option(_ALL_NOISES, "--noises", help="Comma-separated noise models."),
+    noises: str = typer.Option(_GRID_NOISES, "--noises", help="Comma-separated noise models."),
     benchmarks: str = typer.Option(",".join(BENCHMARKS), "--benchmarks", help="Comma-separated benchmarks."),
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
     profile: str = typer.Option("quick", "--profile", help="Profile (harness/configs/profiles.yaml)."),

@@ -156,3 +156,17 @@ def test_tables_keep_runs_of_different_recipes_apart():
     assert sorted(kept["run"]) == ["b", "c"] and dropped == ["a"]  # "" reads as harness: c supersedes a
     labels = {r.label: r.mean[("P1", "Avg")] for r in our_rows(kept, ["P1"], ["Avg"], lifter=False)}
     assert labels == {"full + Gaussian [quick]": 49.0, "full + Gaussian [quick/released]": 52.0}
+
+
+def test_recipes_command_lists_every_key():
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    res = CliRunner().invoke(app, ["recipes", "--detected"], env={"COLUMNS": "120"})
+    assert res.exit_code == 0, res.output
+    lines = {ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[2:5]] for ln in res.output.splitlines()
+             if ln.startswith("│")}
+    assert lines["test_num_diffusion_timesteps"] == ["12", "12", "24"]
+    assert lines["eval_weights"] == ["ema", "raw", "raw"]
+    assert set(lines) == recipe_keys()
