@@ -16,10 +16,10 @@ from typing import Any, Callable
 from harness.config import Config, resolve_config
 from harness.errors import ConfigError
 from harness.protocols import BENCHMARKS
-from harness.variants import NOISES, VARIANTS
+from harness.variants import GRID_NOISES, VARIANTS
 
 DEFAULT_VARIANTS = tuple(VARIANTS.names())
-DEFAULT_NOISES = tuple(NOISES.names())
+DEFAULT_NOISES = GRID_NOISES  # every noise that runs on any data (not 'kernels': *_gmm keypoints only)
 DEFAULT_BENCHMARKS = BENCHMARKS
 
 
@@ -75,7 +75,8 @@ def run_grid(cfgs: list[Config], out: Path, on_event: Callable[[dict[str, Any]],
             outcome["skipped"].append(name)
             emit({"event": "skip", "run": name, "index": k})
             continue
-        key = (cfg.benchmark, cfg.train_on, cfg.data_root, cfg.keypoints, cfg.train_stride, cfg.test_stride)
+        key = (cfg.benchmark, cfg.train_on, cfg.data_root, cfg.keypoints, cfg.train_stride, cfg.test_stride,
+               cfg.gmm_test_input, cfg.seed if cfg.gmm_test_input == "sample" else None)  # a drawn test 2D
         if key not in data_cache:
             data_cache.clear()  # one benchmark's arrays in memory at a time
             data_cache[key] = load_data(cfg)

@@ -28,7 +28,7 @@ TRAIN_ON = {"3dhp": ("h36m",)}
 class Config:
     # --- what -------------------------------------------------------------------------------
     variant: str = "full"            # baseline | cce | cag | full (harness/configs/variants.yaml)
-    noise: str = "gaussian"          # gaussian | gmm
+    noise: str = "gaussian"          # gaussian | gmm | kernels (DiffPose's per-frame kernels: *_gmm keypoints)
     benchmark: str = "h36m"          # h36m | 3dhp
     train_on: str | None = None      # None: the benchmark's own training set; "h36m" with 3dhp (cross-dataset)
     data_root: str | None = None     # None: the synthetic benchmark the harness generates
@@ -81,6 +81,7 @@ class Config:
     eval_weights: str = "ema"        # ema | raw: the weights evaluated (the released code: raw, states[0])
     root_mode: str = "subtract"      # subtract: x - x_root; zero_root: the released in-place form (root := 0)
     train_keypoints: str | None = None  # None: the denoiser trains on the test 2D's kind; "gt": on GT 2D
+    gmm_test_input: str = "heaviest"  # *_gmm keypoints' test 2D: heaviest kernel's mu | sample (one draw, seed)
     eval_batch_size: int = 4096
     checkpoint_every: int = 1        # epochs
     precision: str = "fp32"          # fp32 | bf16
@@ -105,12 +106,12 @@ class Config:
     HASHED_WHEN_SET = ("train_on",)
     # Fields hashed only when they differ from their default, for the same reason (the recipe fields).
     HASHED_UNLESS_DEFAULT = ("recipe", "test_flip", "lifter_test_flip", "eval_weights", "root_mode",
-                             "train_keypoints")
+                             "train_keypoints", "gmm_test_input")
 
     # Fields that decide the shared first stage (lifter): everything a lifter depends on.
     LIFTER_KEYS = ["benchmark", "train_on", "data_root", "keypoints", "initial_3d", "seed", "train_stride",
                    "lifter_hid_dim", "lifter_layers", "lifter_heads", "lifter_dropout", "lifter_epochs", "lifter_lr",
-                   "lifter_batch_size", "flip_augment", "precision", "lifter_test_flip", "root_mode"]
+                   "lifter_batch_size", "flip_augment", "precision", "lifter_test_flip", "root_mode", "gmm_test_input"]
 
     def lifter_hash(self) -> str:
         return self.hash(self.LIFTER_KEYS)
@@ -184,6 +185,10 @@ def validate(cfg: Config, source: str = "config") -> Config:
     need(cfg.eval_weights in EVAL_WEIGHTS, "eval_weights", f"must be one of {', '.join(EVAL_WEIGHTS)}")
     need(cfg.root_mode in ROOT_MODES, "root_mode", f"must be one of {', '.join(ROOT_MODES)}")
     need(cfg.train_keypoints in (None, "gt"), "train_keypoints", "must be empty (the test 2D's kind) or gt")
+    need(cfg.gmm_test_input in ("heaviest", "sample"), "gmm_test_input", "must be heaviest or sample")
+    need(cfg.noise != "kernels" or cfg.keypoints.endswith("_gmm"), "noise",
+         f"kernels needs --keypoints <name>_gmm (DiffPose's per-frame GMM 2D, data_2d_h36m_<name>_gmm.npz); "
+         f"keypoints is '{cfg.keypoints}'")
     need(cfg.recipe in load_recipes(), "recipe", f"must be one of {', '.join(load_recipes())}")
     from harness.variants import NOISES, VARIANTS  # late: variants imports config
 

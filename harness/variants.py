@@ -16,6 +16,9 @@ from harness.registry import Registry
 
 VARIANTS: Registry = Registry("variant")
 NOISES: Registry = Registry("noise")
+# Noises that need particular input (name -> what), e.g. ``kernels``: ``--keypoints <name>_gmm``;
+# left out of the default ablation grid (:data:`GRID_NOISES`).
+NOISE_NEEDS: dict[str, str] = {}
 
 
 def load_variants(path: Path | None = None) -> None:
@@ -32,8 +35,16 @@ def load_variants(path: Path | None = None) -> None:
         cce, cag = bool(body.get("cce", False)), bool(body.get("cag", False))
         VARIANTS.register(str(name), {"cce": cce, "cag": cag, "description": str(body.get("description", ""))})
     for name, desc in data["noises"].items():
+        if isinstance(desc, dict):  # {description, needs}: a noise that runs only on some data
+            extra = set(desc) - {"description", "needs"}
+            if extra:
+                raise ConfigError(f"{path}: noise '{name}' has unknown key '{sorted(extra)[0]}'; valid: description, needs")
+            if desc.get("needs"):
+                NOISE_NEEDS[str(name)] = str(desc["needs"])
+            desc = desc.get("description", "")
         NOISES.register(str(name), str(desc))
 
 
 load_variants()
+GRID_NOISES = tuple(n for n in NOISES.names() if n not in NOISE_NEEDS)  # the default ablation grid's
 

@@ -394,14 +394,15 @@ def _profiles() -> str:
 
 @pytest.mark.parametrize("args, expected", [
     (("train", "--variant", "nope"), "options: variant: unknown variant 'nope'; valid: baseline, cce, cag, full"),
-    (("train", "--noise", "laplace"), "options: noise: unknown noise 'laplace'; valid: gaussian, gmm"),
+    (("train", "--noise", "laplace"), "options: noise: unknown noise 'laplace'; valid: gaussian, gmm, kernels"),
     (("train", "--profile", "huge"), "--profile: unknown profile 'huge'; valid: {profiles}"),
     (("train", "--device", "tpu"), "options: 'device' must be one of auto, cpu, cuda (got 'tpu')"),
     (("train", "--precision", "fp8"), "options: 'precision' must be fp32 or bf16 (got 'fp8')"),
     (("ablate", "--plan", "--benchmarks", "h36m,h37m"), "options: 'benchmark' must be one of h36m, 3dhp (got 'h37m')"),
     (("ablate", "--plan", "--variants", "full,nope"), "options: variant: unknown variant 'nope'; valid: baseline, "
                                                      "cce, cag, full"),
-    (("ablate", "--plan", "--noises", "gmm,laplace"), "options: noise: unknown noise 'laplace'; valid: gaussian, gmm"),
+    (("ablate", "--plan", "--noises", "gmm,laplace"),
+     "options: noise: unknown noise 'laplace'; valid: gaussian, gmm, kernels"),
     (("ablate", "--plan", "--profile", "huge"), "--profile: unknown profile 'huge'; valid: {profiles}"),
     (("ablate", "--plan", "--profile", "smoke", "--shard", "5/2"), "--shard: need 0 <= i < n, got '5/2'"),
     (("ablate", "--plan", "--profile", "smoke", "--shard", "1/0"), "--shard: need 0 <= i < n, got '1/0'"),
