@@ -96,6 +96,10 @@ def load_data(cfg: Config) -> dict[str, PoseSet]:
             out["train"].meta["pose_2d_gt"] = gt2d[keep]
     if cfg.test_stride > 1:
         out["test"] = out["test"].subset(np.arange(len(out["test"])) % cfg.test_stride == 0)
+    if cfg.gmm_test_input == "sample":  # *_gmm keypoints: the test 2D is one kernel draw, as DiffPose tests
+        from harness.data.gmm2d import sample_test_2d
+
+        out["test"] = sample_test_2d(out["test"], cfg.seed)
     for split, ps in out.items():
         if not (np.isfinite(ps.pose_2d).all() and np.isfinite(ps.pose_3d).all()):
             raise DataError(f"{root}: {split} split has NaN or Inf values")

@@ -15,6 +15,10 @@ Conventions
 - ``camera``: (N,) int16 camera index (0..3 for H36M; 3DHP train camera id; 0 for 3DHP test).
 - ``valid``: (N,) bool; frames with ``valid == False`` are kept but excluded from metrics (3DHP).
 - ``frame``: (N,) int32 index of the frame inside its sequence.
+- ``meta`` may carry per-sample arrays (:data:`PER_SAMPLE_META`, first axis N) that
+  :meth:`PoseSet.subset` selects with the rows: ``pose_2d_gt`` (N, J, 2), the GT 2D beside a
+  detector's, and ``gmm_2d`` (N, J, K, 5) float32, DiffPose's per-frame 2D kernels
+  ``[weight, mu_u, mu_v, sigma_u, sigma_v]`` (mu normalised like ``pose_2d``; ``*_gmm`` keypoints).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+PER_SAMPLE_META = ("pose_2d_gt", "gmm_2d")
 
 
 @dataclass
@@ -55,6 +62,11 @@ class PoseSet:
         return h36m_layout(self.num_joints)[0]
 
     def subset(self, mask: np.ndarray) -> "PoseSet":
+        meta = dict(self.meta)
+        for key in PER_SAMPLE_META:
+            arr = meta.get(key)
+            if isinstance(arr, np.ndarray) and arr.shape[:1] == (len(self),):
+                meta[key] = arr[mask]
         return PoseSet(
             pose_2d=self.pose_2d[mask],
             pose_3d=self.pose_3d[mask],
@@ -64,7 +76,7 @@ class PoseSet:
             camera=self.camera[mask],
             frame=self.frame[mask],
             valid=self.valid[mask],
-            meta=dict(self.meta),
+            meta=meta,
         )
 
     @staticmethod

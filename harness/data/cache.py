@@ -14,7 +14,8 @@ that cannot be written (read-only folder, full disk) only costs a warning.
 Layout: root attributes ``format_version``, ``key``, ``key_parts`` (JSON), ``splits`` (JSON list);
 one group per split with ``pose_2d`` ``pose_3d`` (float32), ``camera`` (int16), ``frame`` (int32),
 ``valid`` (bool) and ``subject`` ``action`` ``sequence`` as fixed-width UTF-8 bytes, and the
-PoseSet's ``meta`` as a JSON attribute.
+PoseSet's ``meta`` as a JSON attribute, less the per-sample arrays it carries (``gmm_2d``, DiffPose's
+kernels of ``*_gmm`` keypoints), which are datasets ``meta.<name>`` (float32) beside the columns.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ CACHE_FORMAT_VERSION = 1
 _FLOAT_COLUMNS = ("pose_2d", "pose_3d")
 _LABEL_COLUMNS = ("subject", "action", "sequence")
 _OTHER_COLUMNS = {"camera": np.int16, "frame": np.int32, "valid": np.bool_}
+_META_ARRAYS = ("gmm_2d",)  # per-sample float32 arrays in PoseSet.meta, stored as datasets
 _CHUNK_BYTES = 1 << 20
 
 
@@ -146,8 +148,11 @@ def save_posesets(path: str | Path, sets: dict[str, PoseSet], key: str, key_part
             f.attrs["splits"] = json.dumps(list(sets))
             for split, ps in sets.items():
                 g = f.create_group(split)
-                g.attrs["meta"] = _dumps(ps.meta)
+                g.attrs["meta"] = _dumps({k: v for k, v in ps.meta.items() if k not in _META_ARRAYS})
                 g.attrs["length"] = len(ps)
+                for name in _META_ARRAYS:
+                    if ps.meta.get(name) is not None:
+                        _write_column(g, f"meta.{name}", np.asarray(ps.meta[name], dtype=np.float32))
                 for name in _FLOAT_COLUMNS:
                     _write_column(g, name, np.asarray(getattr(ps, name), dtype=np.float32))
                 for name, dtype in _OTHER_COLUMNS.items():
@@ -192,6 +197,12 @@ def load_posesets(path: str | Path, key: str | None = None) -> dict[str, PoseSet
                 meta = json.loads(g.attrs["meta"])
                 if not isinstance(meta, dict):
                     raise _Invalid(f"{split} meta is not a dict")
+                for name in _META_ARRAYS:
+                    if f"meta.{name}" in g:
+                        arr = g[f"meta.{name}"][()]
+                        if arr.shape[:1] != (n,) or arr.dtype != np.float32:
+                            raise _Invalid(f"{split}/meta.{name} has shape {arr.shape}, dtype {arr.dtype}")
+                        meta[name] = arr
                 out[split] = PoseSet(meta=meta, **cols)
             return out
     except _Invalid as e:

@@ -29,6 +29,14 @@ fitted on training frames that have GT (:func:`fit_detector_error_gmm`). Each fr
 weight, heaviest first. Fit in pixels and pass ``sigma_scale = 2 / res_w`` to get DiffPose's units
 (mu in px, sigma normalised). Arrays are written as float64 so the weights pass ``np.random.choice``'s
 sum check exactly as stored.
+
+Reading and drawing
+-------------------
+``--keypoints <name>_gmm`` reads ``data_2d_h36m_<name>_gmm.npz`` (:func:`harness.data.h36m.load_h36m`;
+each array checked by :func:`gmm_array_problem`): the PoseSet's ``pose_2d`` is the heaviest kernel's
+mu, normalised, and ``meta["gmm_2d"]`` holds the kernels (N, J, K, 5) float32 with mu normalised the
+same way. :func:`draw_kernel_index` draws a kernel per sample and joint by weight (numpy; the
+training noise ``kernels``, :class:`harness.noise.KernelNoise`, does the same in torch).
 """
 
 from __future__ import annotations
@@ -41,11 +49,86 @@ import numpy as np
 
 from harness.errors import ConfigError, DataError
 
-__all__ = ["GMM2D_FIELDS", "DetectorErrorGMM", "fit_detector_error_gmm", "gmm_2d_from_detections",
-           "write_gmm_2d_npz"]
+__all__ = ["GMM2D_FIELDS", "GMM_SUFFIX", "DetectorErrorGMM", "fit_detector_error_gmm", "gmm_2d_from_detections",
+           "write_gmm_2d_npz", "gmm_array_problem", "heaviest_kernel", "draw_kernel_index", "kernel_mu",
+           "sample_test_2d"]
 
 GMM2D_FIELDS = ("weight", "mu_u", "mu_v", "sigma_u", "sigma_v")
 WEIGHT, MU, SIGMA = 0, slice(1, 3), slice(3, 5)
+GMM_SUFFIX = "_gmm"  # keypoints '<name>_gmm' -> data_2d_h36m_<name>_gmm.npz, this layout
+LOADER_WEIGHT_TOL = 1e-6
+
+
+def gmm_array_problem(arr: Any, frames: int | None = None) -> str | None:
+    """What is wrong with one camera's kernels ``(frames, joints, kernels, 5)`` (over its first
+    ``frames`` rows), or None: the shape, a non-float dtype, NaN/inf, weights outside [0, 1] or not
+    summing to 1 per joint within 1e-6, sigmas not > 0."""
+    if not isinstance(arr, np.ndarray) or arr.ndim != 4 or arr.shape[-1] != 5 or arr.shape[2] < 1:
+        shape = getattr(arr, "shape", type(arr).__name__)
+        return f"expected a (frames, joints, kernels, 5) array of [weight, mu_u, mu_v, sigma_u, sigma_v], got {shape}"
+    if not np.issubdtype(arr.dtype, np.floating):
+        return f"dtype {arr.dtype} is not floating point"
+    a = arr[:frames] if frames is not None else arr
+    bad = ~np.isfinite(a).all(axis=(1, 2, 3))
+    if bad.any():
+        return f"{int(bad.sum())} frame(s) with NaN/inf (first: frame {int(np.argmax(bad))})"
+    w = a[..., WEIGHT].astype(np.float64)
+    if np.any(w < 0) or np.any(w > 1):
+        return "kernel weights (column 0) must be in [0, 1]"
+    off = np.abs(w.sum(axis=-1) - 1.0)
+    if np.any(off > LOADER_WEIGHT_TOL):
+        f, j = (int(i) for i in np.unravel_index(np.argmax(off), off.shape))
+        return (f"kernel weights (column 0) must sum to 1 per joint within {LOADER_WEIGHT_TOL:g} "
+                f"(frame {f} joint {j}: {w[f, j].sum():.9g})")
+    if np.any(a[..., SIGMA] <= 0):
+        return "sigmas (columns 3:5) must be > 0"
+    return None
+
+
+def heaviest_kernel(weights: np.ndarray) -> np.ndarray:
+    """Index of the heaviest kernel over the last axis (the first on ties)."""
+    return np.argmax(np.asarray(weights), axis=-1)
+
+
+def _cdf(weights: np.ndarray) -> np.ndarray:
+    """Cumulative weights, normalised, with every entry from the last positive weight on set to exactly
+    1: a uniform u in [0, 1) then never lands on a weight-0 kernel (padding) through rounding."""
+    w = np.asarray(weights, dtype=np.float64)
+    cdf = np.cumsum(w, axis=-1)
+    cdf /= cdf[..., -1:]
+    K = w.shape[-1]
+    last = K - 1 - np.argmax(w[..., ::-1] > 0, axis=-1)
+    cdf[np.arange(K) >= last[..., None]] = 1.0
+    return cdf
+
+
+def draw_kernel_index(weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One kernel per row of ``weights (..., K)``, kernel k with probability ``w_k`` (as DiffPose's
+    ``np.random.choice(K, p=w)``, vectorised: one ``rng.random`` per row, inverse CDF)."""
+    cdf = _cdf(weights)
+    u = rng.random(cdf.shape[:-1])
+    return (cdf <= u[..., None]).sum(axis=-1)
+
+
+def kernel_mu(gmm_2d: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``gmm_2d (..., K, 5)``'s mu (..., 2) at kernel ``index (...)``."""
+    return np.take_along_axis(gmm_2d[..., MU], np.asarray(index)[..., None, None], axis=-2)[..., 0, :]
+
+
+def sample_test_2d(test, seed: int):
+    """``test`` (a PoseSet of ``*_gmm`` keypoints) with ``pose_2d`` one kernel's mu per sample and joint,
+    drawn by weight from ``np.random.default_rng(seed)`` (config ``gmm_test_input: sample``: DiffPose's
+    ``test_hyber`` draws a kernel per joint as in training); ``meta["gmm_test_input"] = "sample"``. A new
+    PoseSet: ``test`` is left as it is."""
+    import dataclasses
+
+    g = test.meta.get("gmm_2d")
+    if g is None:
+        raise DataError(f"gmm_test_input 'sample': the test split has no per-frame GMM 2D kernels (keypoints "
+                        f"'{test.meta.get('keypoints')}'); use --keypoints <name>_gmm or gmm_test_input heaviest")
+    idx = draw_kernel_index(g[..., WEIGHT], np.random.default_rng(seed))
+    return dataclasses.replace(test, pose_2d=kernel_mu(g, idx).astype(np.float32),
+                               meta=dict(test.meta, gmm_test_input="sample"))
 
 
 @dataclass

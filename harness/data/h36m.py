@@ -26,6 +26,12 @@ joints before projecting), the derived file has the 17 joints, ``metadata = {'la
 - 16 joints already in H36M order without Neck/Nose: used as is, 3D drops Neck/Nose.
 Any other layout (e.g. COCO-ordered detections) is refused: PoseSets are in H36M joint order.
 
+DiffPose's per-frame GMM 2D (``keypoints`` ``<name>_gmm``, e.g. ``cpn_ft_h36m_dbb_gmm``, ``gt_gmm``):
+``data_2d_h36m_<name>_gmm.npz`` holds (F, 17, K, 5) arrays ``[weight, mu_u, mu_v, sigma_u, sigma_v]`` per
+camera, mu in pixels, sigma in normalised screen units (:mod:`harness.data.gmm2d`). ``pose_2d`` is the
+heaviest kernel's mu (normalised; the first on ties) and ``meta["gmm_2d"]`` the kernels (N, 17, K, 5)
+float32, mu normalised like ``pose_2d``, weights and sigmas as stored. Only the 17-joint H36M order.
+
 Frame counts: a 2D sequence longer than its 3D is cropped to the 3D length (as VideoPose3D's
 ``run.py`` does); a shorter one is an error. 2D sequences whose subject/action is not in the 3D are
 ignored (as VideoPose3D does) and reported as warnings; every 3D sequence must be in the 2D.
@@ -46,6 +52,7 @@ import numpy as np
 
 from harness.camera import Camera, load_cameras_h5, normalize_screen_coordinates, project_to_2d, world_to_camera
 from harness.data.base import H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS, PoseSet
+from harness.data.gmm2d import GMM_SUFFIX, gmm_array_problem, heaviest_kernel
 from harness.errors import ConfigError, DataError
 from harness.safeio import load_npz, save_npz
 from harness.skeleton import (
@@ -114,6 +121,11 @@ _LAYOUTS = (
 
 def h36m_2d_filename(keypoints: str) -> str:
     return f"data_2d_h36m_{keypoints}.npz"
+
+
+def _is_gmm(keypoints: str) -> bool:
+    """``<name>_gmm``: DiffPose's per-frame GMM 2D layout (:mod:`harness.data.gmm2d`)."""
+    return keypoints.endswith(GMM_SUFFIX) and len(keypoints) > len(GMM_SUFFIX)
 
 
 def canonical_action(name: str) -> str | None:
@@ -297,10 +309,17 @@ def _check_3d(pos3d: dict, path: Path, cams: dict, cam_path: Path, problems: lis
 
 
 def _check_2d(pos2d: dict, path: Path, layout: _Layout, pos3d: dict, path3d: Path, cams: dict,
-              subjects: Iterable[str], problems: list[str], warnings: list[str]) -> None:
+              subjects: Iterable[str], problems: list[str], warnings: list[str], gmm: bool = False) -> None:
     """Every 3D sequence of ``subjects`` must be in the 2D, with one array per camera, the layout's
-    joint count, at least the 3D's frames and finite values over those frames."""
+    joint count, at least the 3D's frames and finite values over those frames. ``gmm``: the arrays
+    are DiffPose's (frames, 17, kernels, 5) kernels (:func:`harness.data.gmm2d.gmm_array_problem`),
+    with one kernel count throughout."""
     subjects = [s for s in subjects if s in pos3d]
+    if gmm and layout.name != "h36m17":
+        problems.append(f"{path}: GMM 2D kernels need the 17 joints in H36M order (DiffPose's layout); "
+                        f"the metadata describes {layout.name}")
+        return
+    kernel_counts: set[int] = set()
     for subject in subjects:
         if subject not in pos2d:
             problems.append(f"{path}: subject {subject} missing (it is in {path3d.name})")
@@ -325,6 +344,17 @@ def _check_2d(pos2d: dict, path: Path, layout: _Layout, pos3d: dict, path3d: Pat
             for ci, kp in enumerate(views):
                 cid = cams[subject][ci].id if subject in cams and ci < len(cams[subject]) else "?"
                 cw = f"{where} camera {ci} ({cid})"
+                if gmm:
+                    why = gmm_array_problem(kp, n3)
+                    if why is None and kp.shape[1] != layout.num_joints:
+                        why = f"{kp.shape[1]} joints, metadata num_joints is {layout.num_joints}"
+                    if why is None and n3 is not None and kp.shape[0] < n3:
+                        why = f"2D has {kp.shape[0]} frames, fewer than the 3D's {n3}"
+                    if why is not None:
+                        problems.append(f"{cw}: {why}")
+                    else:
+                        kernel_counts.add(int(kp.shape[2]))
+                    continue
                 if not isinstance(kp, np.ndarray) or kp.ndim != 3 or kp.shape[-1] != 2:
                     shape = getattr(kp, "shape", type(kp).__name__)
                     problems.append(f"{cw}: expected a (frames, joints, 2) array, got {shape}")
@@ -342,6 +372,8 @@ def _check_2d(pos2d: dict, path: Path, layout: _Layout, pos3d: dict, path3d: Pat
                 if bad.any():
                     problems.append(f"{cw}: {int(bad.sum())} frame(s) with NaN/inf "
                                     f"(first: frame {int(np.argmax(bad))})")
+    if len(kernel_counts) > 1:
+        problems.append(f"{path}: arrays have different kernel counts {sorted(kernel_counts)}")
     extra = [(s, a) for s in _sorted_subjects(pos2d) for a in sorted(pos2d[s])
              if s not in pos3d or a not in pos3d[s]]
     if extra:
@@ -373,7 +405,9 @@ def _sources(data_root: str | Path, keypoints: str) -> _Sources:
     p2 = data_root / h36m_2d_filename(keypoints)
     if not p2.is_file():
         if keypoints != "gt":
-            raise DataError(f"{p2}: file not found (2D keypoints '{keypoints}')")
+            hint = (f"; `harness data gmm --keypoints {keypoints[:-len(GMM_SUFFIX)]}` writes one"
+                    if _is_gmm(keypoints) else "")
+            raise DataError(f"{p2}: file not found (2D keypoints '{keypoints}'{hint})")
         p2 = None
     return _Sources(data_root, keypoints, p3, pc, p2)
 
@@ -399,10 +433,12 @@ def _empty_poseset(num_joints: int, meta: dict) -> PoseSet:
 
 
 def _assemble(subjects: tuple[str, ...], pos3d: dict, pos2d: dict | None, cams: dict, layout: _Layout,
-              meta: dict) -> PoseSet:
+              meta: dict, gmm: bool = False) -> PoseSet:
     """One split's PoseSet: every frame of every camera, vectorised per sequence/camera and written
     into preallocated arrays (two threads: numpy releases the GIL). ``pos3d`` holds the 17 joints;
-    ``pos2d=None`` derives the GT 2D on the fly (same numbers as :func:`derive_gt_2d`)."""
+    ``pos2d=None`` derives the GT 2D on the fly (same numbers as :func:`derive_gt_2d`). ``gmm``:
+    ``pos2d`` holds checked (F, 17, K, 5) kernels; ``pose_2d`` is the heaviest one's normalised mu and
+    ``meta["gmm_2d"]`` the kernels, mu normalised."""
     keep = list(layout.keep_3d) if layout.keep_3d is not None else None
     perm = list(layout.perm_2d) if layout.perm_2d is not None else None
     num_joints = len(keep) if keep is not None else 17
@@ -421,6 +457,10 @@ def _assemble(subjects: tuple[str, ...], pos3d: dict, pos2d: dict | None, cams: 
     pose_3d = np.empty((total, num_joints, 3), np.float32)
     camera = np.empty(total, np.int16)
     frame = np.empty(total, np.int32)
+    gmm_2d = None
+    if gmm:
+        K = next(int(v[0].shape[2]) for s in subjects for v in (pos2d[s][a] for a in sorted(pos3d[s])) if v)
+        gmm_2d = np.empty((total, num_joints, K, 5), np.float32)
 
     def fill(block) -> None:
         subject, action, ci, s0, n = block
@@ -431,12 +471,19 @@ def _assemble(subjects: tuple[str, ...], pos3d: dict, pos2d: dict | None, cams: 
         xc = world_to_camera(world, cam)
         if pos2d is None:
             kp = project_to_2d(xc, cam).astype(np.float32)  # pixels, as a derived GT file stores them
+        elif gmm_2d is not None:
+            g = np.array(pos2d[subject][action][ci][:n], dtype=np.float64)
+            g[..., 1:3] = normalize_screen_coordinates(g[..., 1:3], cam.res_w, cam.res_h)
+            gmm_2d[s0:s0 + n] = g
+            h = heaviest_kernel(g[..., 0])
+            kp = np.take_along_axis(g[..., 1:3], h[..., None, None], axis=2)[:, :, 0]  # normalised already
         else:
             kp = np.asarray(pos2d[subject][action][ci][:n])
             if perm is not None:
                 kp = kp[:, perm]
         pose_3d[s0:s0 + n] = xc - xc[:, :1]  # root-relative: joint 0 is exactly 0
-        pose_2d[s0:s0 + n] = normalize_screen_coordinates(kp.astype(np.float64), cam.res_w, cam.res_h)
+        pose_2d[s0:s0 + n] = (kp if gmm_2d is not None
+                              else normalize_screen_coordinates(kp.astype(np.float64), cam.res_w, cam.res_h))
         camera[s0:s0 + n] = ci
         frame[s0:s0 + n] = np.arange(n, dtype=np.int32)
 
@@ -447,6 +494,8 @@ def _assemble(subjects: tuple[str, ...], pos3d: dict, pos2d: dict | None, cams: 
     else:
         for b in blocks:
             fill(b)
+    if gmm_2d is not None:
+        meta = dict(meta, gmm_2d=gmm_2d)
     lengths = np.array([b[4] for b in blocks])
     col = lambda values: np.repeat(np.array(values), lengths)  # noqa: E731
     return PoseSet(pose_2d=pose_2d, pose_3d=pose_3d, subject=col([b[0] for b in blocks]),
@@ -503,7 +552,8 @@ def build_h36m(data_root: str | Path, keypoints: str = "gt",
     else:
         pos2d, meta2d = read_positions_2d(src.path_2d)
         layout = _layout_from_metadata(meta2d, src.path_2d)
-        _check_2d(pos2d, src.path_2d, layout, sel3d, src.path_3d, cams, chosen, problems, warnings)
+        _check_2d(pos2d, src.path_2d, layout, sel3d, src.path_3d, cams, chosen, problems, warnings,
+                  gmm=_is_gmm(keypoints))
         _raise_problems(problems)
         for w in warnings:
             log.warning(w)
@@ -513,7 +563,7 @@ def build_h36m(data_root: str | Path, keypoints: str = "gt",
         meta = _meta(src, layout, split, subs)
         if warnings:
             meta["warnings"] = list(warnings)
-        out[split] = _assemble(subs, sel3d, pos2d, cams, layout, meta)
+        out[split] = _assemble(subs, sel3d, pos2d, cams, layout, meta, gmm=pos2d is not None and _is_gmm(keypoints))
     log.info("built H36M (%s) from %s in %.1f s: train %d, test %d samples", keypoints, src.data_root,
              time.perf_counter() - t0, len(out["train"]), len(out["test"]))
     return out
@@ -626,5 +676,6 @@ def scan_h36m(data_root: str | Path, keypoints: str = "gt") -> H36MScanReport:
             rep.problems.append(str(e))
         else:
             rep.layout_2d, rep.joints_2d = layout.name, layout.num_joints
-            _check_2d(pos2d, p2, layout, pos3d, p3, cams, rep.subjects, rep.problems, rep.warnings)
+            _check_2d(pos2d, p2, layout, pos3d, p3, cams, rep.subjects, rep.problems, rep.warnings,
+                      gmm=_is_gmm(keypoints))
     return rep
