@@ -16,7 +16,7 @@ import torch
 
 from harness.config import DEVICES
 from harness.data.base import PoseSet
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataError
 
 
 def select_device(name: str) -> torch.device:
@@ -49,15 +49,24 @@ def autocast(device: torch.device, precision: str):
 
 @dataclass
 class DeviceData:
-    """A split's inputs on the device: 2D (N,J,2), 3D (N,J,3)."""
+    """A split's inputs on the device: 2D (N,J,2), 3D (N,J,3) and, when asked for, DiffPose's
+    per-frame 2D kernels (N,J,K,5) of a ``*_gmm`` keypoints file (``meta["gmm_2d"]``)."""
 
     pose_2d: torch.Tensor
     pose_3d: torch.Tensor
+    gmm_2d: torch.Tensor | None = None
 
     @classmethod
-    def from_poseset(cls, ps: PoseSet, device: torch.device) -> "DeviceData":
+    def from_poseset(cls, ps: PoseSet, device: torch.device, gmm_2d: bool = False) -> "DeviceData":
+        kernels = None
+        if gmm_2d:
+            arr = ps.meta.get("gmm_2d")
+            if arr is None:
+                raise DataError(f"noise 'kernels': the {ps.meta.get('split', 'training')} split has no per-frame "
+                                "GMM 2D kernels; use --keypoints <name>_gmm (a data_2d_h36m_<name>_gmm.npz file)")
+            kernels = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(device)
         return cls(torch.from_numpy(np.ascontiguousarray(ps.pose_2d, dtype=np.float32)).to(device),
-                   torch.from_numpy(np.ascontiguousarray(ps.pose_3d, dtype=np.float32)).to(device))
+                   torch.from_numpy(np.ascontiguousarray(ps.pose_3d, dtype=np.float32)).to(device), kernels)
 
     def __len__(self) -> int:
         return int(self.pose_2d.shape[0])

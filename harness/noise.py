@@ -21,6 +21,10 @@ What the released code does
   a fixed per-channel **std** of 0.1 on u, v (normalised screen units: 0.1 = 50 px on a 1000-px-wide
   image) and 1 on x, y, z (metres). Variance: ``diag(0.01, 0.01, 1, 1, 1)``. :class:`GaussianNoise`'s
   default is exactly that.
+
+:class:`KernelNoise` (``kernels``) is DiffPose's: it needs the per-frame kernels of a ``*_gmm``
+keypoints file (``PoseSet.meta["gmm_2d"]``) and draws, per sample and joint, the kernel whose mu
+becomes the batch's 2D and whose sigma the u, v noise std.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import torch
 from harness.errors import ConfigError, DataError
 from harness.variants import NOISES
 
-__all__ = ["CHANNELS", "GaussianNoise", "GMMNoise", "build_noise", "noise_from_dict", "NOISE_NAMES"]
+__all__ = ["CHANNELS", "GaussianNoise", "GMMNoise", "KernelNoise", "build_noise", "noise_from_dict", "NOISE_NAMES"]
 
 CHANNELS = ("u", "v", "x", "y", "z")
 NUM_CHANNELS = len(CHANNELS)
@@ -339,12 +343,102 @@ class GMMNoise:
                 f"scale={self.scale:g})")
 
 
+class KernelNoise:
+    """DiffPose's per-frame kernel noise (``runners/diffpose_frame.py::train`` with
+    ``common/generators.py::PoseGenerator_gmm``).
+
+    Each time a sample is used, a kernel is drawn per joint with probability = its weight
+    (:meth:`draw`, from the step's generator); its mu is the sample's 2D (the clean u, v of ``x_0`` and
+    the guide 2D) and ``eps = randn * [sigma_u, sigma_v, 1, 1, 1]`` with its sigma (:meth:`sample`
+    with ``sigma=``). Kernels are ``(B, J, K, 5)`` rows of ``PoseSet.meta["gmm_2d"]``
+    (``[weight, mu_u, mu_v, sigma_u, sigma_v]``, mu normalised, sigma a std in normalised units).
+
+    Without per-sample sigmas (the multi-hypothesis starts at evaluation) :meth:`sample` uses
+    ``sigma_uv`` (J, 2): the training noise's RMS u, v std per joint over the training split,
+    ``sqrt(mean_n sum_k w_k sigma_k^2)`` (:meth:`from_kernels`); default 1.
+    """
+
+    name = "kernels"
+    needs_kernels = True
+
+    def __init__(self, num_joints: int = 17, sigma_uv: np.ndarray | None = None):
+        if int(num_joints) < 1:
+            raise ConfigError(f"noise.num_joints: must be >= 1, got {num_joints}")
+        self.num_joints = int(num_joints)
+        sig = np.ones((self.num_joints, 2)) if sigma_uv is None else np.asarray(sigma_uv, dtype=np.float64)
+        if sig.shape != (self.num_joints, 2) or not np.all(np.isfinite(sig)) or np.any(sig <= 0):
+            raise DataError(f"kernel noise: sigma_uv must be ({self.num_joints}, 2) finite values > 0, "
+                            f"got shape {sig.shape}")
+        self.sigma_uv = sig
+        self._cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    @classmethod
+    def from_kernels(cls, gmm_2d: np.ndarray, chunk: int = 65536) -> "KernelNoise":
+        """The noise for a training split's kernels ``(N, J, K, 5)``: ``sigma_uv`` their RMS sigma."""
+        g = np.asarray(gmm_2d)
+        if g.ndim != 4 or g.shape[-1] != 5 or g.shape[0] == 0:
+            raise DataError(f"kernel noise: expected (N >= 1, J, K, 5) kernels, got shape {g.shape}")
+        acc = np.zeros((g.shape[1], 2))
+        for s in range(0, g.shape[0], chunk):
+            b = g[s:s + chunk].astype(np.float64)
+            acc += np.einsum("njk,njkc->jc", b[..., 0], b[..., 3:5] ** 2)
+        return cls(num_joints=g.shape[1], sigma_uv=np.sqrt(acc / g.shape[0]))
+
+    def draw(self, kernels: torch.Tensor, generator: torch.Generator | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample and joint of ``kernels (B, J, K, 5)``, kernel k with probability ``w_k`` (one
+        float64 uniform per (sample, joint) from ``generator``, inverse CDF; a weight-0 kernel is never
+        drawn); returns its ``(mu (B, J, 2), sigma (B, J, 2))`` in ``kernels``' dtype."""
+        if kernels.dim() != 4 or kernels.shape[-1] != 5 or kernels.shape[1] != self.num_joints:
+            raise DataError(f"kernel noise: expected (B, {self.num_joints}, K, 5) kernels, got {tuple(kernels.shape)}")
+        B, J, K, _ = kernels.shape
+        w = kernels[..., 0].double()
+        cdf = w.cumsum(-1)
+        cdf = cdf / cdf[..., -1:]
+        last = (K - 1) - (w.flip(-1) > 0).double().argmax(-1)           # last kernel with weight > 0
+        cdf = torch.where(torch.arange(K, device=w.device) >= last.unsqueeze(-1), torch.ones_like(cdf), cdf)
+        u = torch.rand((B, J), generator=generator, device=_draw_device(generator, kernels.device),
+                       dtype=torch.float64).to(w.device)
+        idx = (cdf <= u.unsqueeze(-1)).sum(-1)                           # (B, J)
+        chosen = kernels.gather(2, idx[..., None, None].expand(B, J, 1, 5)).squeeze(2)
+        return chosen[..., 1:3], chosen[..., 3:5]
+
+    def sample(self, shape_or_n, generator: torch.Generator | None = None, device=None,
+               dtype: torch.dtype = torch.float32, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """``randn * [sigma_u, sigma_v, 1, 1, 1]`` per joint: ``sigma`` (..., J, 2) the drawn kernels'
+        (:meth:`draw`), else :attr:`sigma_uv`."""
+        shape = _resolve_shape(shape_or_n, self.num_joints)
+        src = _draw_device(generator, device)
+        z = torch.randn(shape, generator=generator, device=src, dtype=dtype)
+        if sigma is None:
+            key = (src, dtype)
+            if key not in self._cache:
+                self._cache[key] = torch.as_tensor(self.sigma_uv, dtype=dtype, device=src)
+            sig = self._cache[key].expand(shape[:-1] + (2,))
+        else:
+            sig = sigma.to(device=src, dtype=dtype).expand(shape[:-1] + (2,))
+        out = torch.cat([z[..., :2] * sig, z[..., 2:]], dim=-1)
+        return out.to(_target_device(generator, device))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "num_joints": self.num_joints, "sigma_uv": self.sigma_uv.tolist(),
+                "channels": list(CHANNELS)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "KernelNoise":
+        return cls(num_joints=d.get("num_joints", 17), sigma_uv=d.get("sigma_uv"))
+
+    def __repr__(self) -> str:
+        return f"KernelNoise(num_joints={self.num_joints})"
+
+
 NOISE_NAMES = tuple(NOISES)  # declared in harness/configs/variants.yaml
 
 
 def build_noise(name: str, **kw):
     """``"gaussian"``: ``GaussianNoise(**kw)``. ``"gmm"``: one of ``residuals=`` (fit, with
-    :meth:`GMMNoise.fit`'s keywords), ``state=`` (a :meth:`GMMNoise.to_dict`) or ``path=`` (a saved JSON)."""
+    :meth:`GMMNoise.fit`'s keywords), ``state=`` (a :meth:`GMMNoise.to_dict`) or ``path=`` (a saved JSON).
+    ``"kernels"``: ``kernels=`` (a training split's ``meta["gmm_2d"]``) or ``KernelNoise(**kw)``."""
     if name == "gaussian":
         try:
             return GaussianNoise(**kw)
@@ -363,6 +457,13 @@ def build_noise(name: str, **kw):
             return GMMNoise.fit(kw["residuals"], **fit_kw)
         except TypeError as e:
             raise ConfigError(f"noise 'gmm': bad options {sorted(fit_kw)} ({e})") from None
+    if name == "kernels":
+        if kw.get("kernels") is not None:
+            return KernelNoise.from_kernels(kw["kernels"])
+        try:
+            return KernelNoise(**kw)
+        except TypeError as e:
+            raise ConfigError(f"noise 'kernels': bad options {sorted(kw)} ({e})") from None
     raise ConfigError(f"noise: unknown name '{name}' (valid: {', '.join(NOISE_NAMES)})")
 
 
@@ -373,6 +474,8 @@ def noise_from_dict(d: dict[str, Any]):
         return GaussianNoise.from_dict(d)
     if name == "gmm":
         return GMMNoise.from_dict(d)
+    if name == "kernels":
+        return KernelNoise.from_dict(d)
     raise ConfigError(f"noise state: unknown name '{name}' (valid: {', '.join(NOISE_NAMES)})")
 
 
@@ -385,6 +488,12 @@ def build_noise_for(cfg, data: dict, lifter_preds: dict[str, np.ndarray], out: P
     J = data["train"].num_joints
     if cfg.noise == "gaussian":
         return GaussianNoise(num_joints=J)
+    if cfg.noise == "kernels":
+        kernels = data["train"].meta.get("gmm_2d")
+        if kernels is None:
+            raise DataError(f"noise 'kernels': the training split has no per-frame GMM 2D kernels (keypoints "
+                            f"'{cfg.keypoints}'); use --keypoints <name>_gmm (a data_2d_h36m_<name>_gmm.npz file)")
+        return KernelNoise.from_kernels(kernels)
     from harness.locks import folder_lock
 
     path = lifter_dir(cfg, out) / f"gmm-k{cfg.gmm_max_components}-n{cfg.gmm_max_samples}.json"

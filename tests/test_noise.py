@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness.errors import ConfigError, DataError
-from harness.noise import GaussianNoise, GMMNoise, build_noise, noise_from_dict
+from harness.noise import GaussianNoise, GMMNoise, KernelNoise, build_noise, noise_from_dict
 
 # --- Gaussian --------------------------------------------------------------------------------------
 
@@ -154,7 +154,7 @@ def test_build_noise():
     assert build_noise("gmm", state=g.to_dict()).to_dict() == g.to_dict()
     with pytest.raises(ConfigError, match="exactly one"):
         build_noise("gmm")
-    with pytest.raises(ConfigError, match=r"unknown name 'cauchy' \(valid: gaussian, gmm\)"):
+    with pytest.raises(ConfigError, match=r"unknown name 'cauchy' \(valid: gaussian, gmm, kernels\)"):
         build_noise("cauchy")
 
 
@@ -188,3 +188,93 @@ def test_gmm_fit_constant_joint_gets_one_component():
     r[:, 0] = 0.0
     g = GMMNoise.fit(r, max_components=3, seed=0)
     assert g.n_components[0] == 1 and len(g.info["bic"][0]) == 1 and len(g.info["bic"][1]) == 3
+
+
+# --- DiffPose's per-frame kernels ('kernels') -------------------------------------------------------
+
+def _two_kernel_toy(n: int, J: int = 3) -> torch.Tensor:
+    """(n, J, 2, 5): weights 0.25 / 0.75, mu (0.1, -0.2) / (-0.3, 0.4), sigma (0.01, 0.02) / (0.05, 0.08)."""
+    k = torch.empty(n, J, 2, 5)
+    k[:, :, 0] = torch.tensor([0.25, 0.1, -0.2, 0.01, 0.02])
+    k[:, :, 1] = torch.tensor([0.75, -0.3, 0.4, 0.05, 0.08])
+    return k
+
+
+def test_kernel_noise_draws_the_mixture():
+    n, J = 200_000, 3
+    kern = _two_kernel_toy(n, J)
+    noise = KernelNoise(num_joints=J)
+    mu, sig = noise.draw(kern, generator=torch.Generator().manual_seed(0))
+    assert mu.shape == sig.shape == (n, J, 2) and mu.dtype == torch.float32
+    first = (mu == torch.tensor([0.1, -0.2])).all(-1)
+    second = (mu == torch.tensor([-0.3, 0.4])).all(-1)
+    assert bool((first ^ second).all())                       # the 2D is one kernel's mu ...
+    torch.testing.assert_close(sig[first], torch.tensor([0.01, 0.02]).expand(int(first.sum()), 2), rtol=0, atol=0)
+    torch.testing.assert_close(sig[second], torch.tensor([0.05, 0.08]).expand(int(second.sum()), 2), rtol=0, atol=0)
+    freq = first.double().mean().item()                        # ... kernel 0 a quarter of the time
+    assert abs(freq - 0.25) < 4 * np.sqrt(0.25 * 0.75 / (n * J))
+    eps = noise.sample(n, generator=torch.Generator().manual_seed(1), sigma=sig, dtype=torch.float64)
+    assert eps.shape == (n, J, 5) and eps.dtype == torch.float64
+    var = eps.reshape(-1, 5).var(dim=0).numpy()
+    # u, v: the mixture's variance sum_k w_k sigma_k^2; x, y, z: 1
+    np.testing.assert_allclose(var, [0.25 * 0.01**2 + 0.75 * 0.05**2, 0.25 * 0.02**2 + 0.75 * 0.08**2, 1, 1, 1],
+                               rtol=0.02)
+    np.testing.assert_allclose((eps[..., :2] / sig.double()).reshape(-1, 2).std(dim=0).numpy(), [1.0, 1.0], rtol=0.01)
+    assert np.abs(eps.reshape(-1, 5).mean(dim=0).numpy()[2:]).max() < 0.01
+    # the same generator state draws the same kernels and noise
+    mu2, _ = noise.draw(kern, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mu, mu2)
+
+
+def test_kernel_noise_never_draws_weight_zero_kernels():
+    k = torch.zeros(5000, 17, 3, 5)
+    k[..., 3:5] = 0.01
+    k[..., 0, 0] = 1.0
+    k[..., 1:3] = torch.arange(3, dtype=torch.float32).view(3, 1)  # mu = kernel index
+    mu, _ = KernelNoise().draw(k, generator=torch.Generator().manual_seed(0))
+    assert bool((mu == 0).all())
+    k[..., 0] = torch.tensor([0.5, 0.0, 0.5 - 1e-7])  # middle kernel 0, sum short of 1 by float32 rounding
+    mu, _ = KernelNoise().draw(k, generator=torch.Generator().manual_seed(0))
+    assert set(mu[..., 0].unique().tolist()) == {0.0, 2.0}
+
+
+def test_kernel_noise_from_kernels_and_persistence():
+    kern = _two_kernel_toy(10, 3).numpy()
+    noise = build_noise("kernels", kernels=kern)
+    assert isinstance(noise, KernelNoise) and noise.num_joints == 3
+    rms = np.sqrt([0.25 * 0.01**2 + 0.75 * 0.05**2, 0.25 * 0.02**2 + 0.75 * 0.08**2])
+    np.testing.assert_allclose(noise.sigma_uv, np.tile(rms, (3, 1)), rtol=1e-6)
+    back = noise_from_dict(json.loads(json.dumps(noise.to_dict())))
+    assert isinstance(back, KernelNoise) and back.sigma_uv.tolist() == noise.sigma_uv.tolist()
+    # without per-sample sigmas (the multi-hypothesis starts): the RMS sigma on u, v, 1 on x, y, z
+    e = back.sample(100_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    np.testing.assert_allclose(e.reshape(-1, 5).std(dim=0).numpy(), [*rms, 1, 1, 1], rtol=0.01)
+    with pytest.raises(DataError, match=r"expected \(B, 3, K, 5\) kernels"):
+        noise.draw(torch.zeros(4, 17, 2, 5))
+    with pytest.raises(DataError, match="sigma_uv must be"):
+        KernelNoise(num_joints=2, sigma_uv=[[0.1, 0.0], [0.1, 0.1]])
+
+
+def test_kernel_noise_needs_gmm_keypoints():
+    from harness.config import Config, validate
+    from harness.data.base import PoseSet
+    from harness.noise import build_noise_for
+
+    with pytest.raises(ConfigError, match=r"'noise' kernels needs --keypoints <name>_gmm .*keypoints is 'gt' "
+                                          r"\(got 'kernels'\)"):
+        validate(Config(noise="kernels"), source="options")
+    assert validate(Config(noise="kernels", keypoints="cpn_ft_h36m_dbb_gmm")).noise == "kernels"
+    z = np.zeros(2)
+    train = PoseSet(np.zeros((2, 17, 2), np.float32), np.zeros((2, 17, 3), np.float32), z, z, z, z, z, z, meta={})
+    with pytest.raises(DataError, match=r"noise 'kernels': the training split has no per-frame GMM 2D kernels"):
+        build_noise_for(Config(noise="kernels", keypoints="x_gmm"), {"train": train}, {}, None)
+
+
+def test_kernels_is_registered_but_left_out_of_the_default_grid():
+    from harness.ablate import DEFAULT_NOISES
+    from harness.variants import NOISE_NEEDS, NOISES
+
+    assert NOISES.names() == ["gaussian", "gmm", "kernels"]
+    assert NOISES.get("kernels").startswith("DiffPose's per-frame kernel noise")
+    assert NOISE_NEEDS == {"kernels": "--keypoints <name>_gmm"}
+    assert DEFAULT_NOISES == ("gaussian", "gmm")

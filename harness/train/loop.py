@@ -30,15 +30,17 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def _epoch(train: DeviceData, batch_size: int, gen: torch.Generator, device: torch.device,
-           step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> float:
-    """One epoch: a permutation drawn from ``gen``, then ``step(2D, 3D)`` on each batch of it in order
-    (the last one short); returns the mean loss per sample (one host sync, at the end)."""
+           step: Callable[..., torch.Tensor]) -> float:
+    """One epoch: a permutation drawn from ``gen``, then ``step(2D, 3D)`` (``step(2D, 3D, kernels)``
+    when ``train`` carries GMM 2D kernels) on each batch of it in order (the last one short); returns
+    the mean loss per sample (one host sync, at the end)."""
     n = len(train)
     perm = torch.randperm(n, generator=gen, device=device)
     total, count = torch.zeros((), device=device), 0
     for i in range(0, n, batch_size):
         idx = perm[i:i + batch_size]
-        total += step(train.pose_2d[idx], train.pose_3d[idx]) * idx.shape[0]
+        extra = () if train.gmm_2d is None else (train.gmm_2d[idx],)
+        total += step(train.pose_2d[idx], train.pose_3d[idx], *extra) * idx.shape[0]
         count += idx.shape[0]
     return float(total) / max(count, 1)
 
@@ -89,7 +91,7 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
     cfg_dict = cfg.to_dict()
     if cfg.train_keypoints == "gt" and "pose_2d_gt" in train_set.meta:
         train_set = dataclasses.replace(train_set, pose_2d=train_set.meta["pose_2d_gt"])
-    train = DeviceData.from_poseset(train_set, device)
+    train = DeviceData.from_poseset(train_set, device, gmm_2d=getattr(noise_model, "needs_kernels", False))
     step = DenoiserStep.build(cfg, model, noise_model, train.pose_2d.shape[1], device)
     sched = torch.optim.lr_scheduler.StepLR(step.opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_gamma)
     ckpt = run_dir / "checkpoint.pt"
@@ -105,7 +107,7 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
-        loss_v = _epoch(train, cfg.batch_size, gen, device, lambda x, y: step(x, y, gen))
+        loss_v = _epoch(train, cfg.batch_size, gen, device, lambda x, y, *k: step(x, y, gen, *k))
         sched.step()
         if not math.isfinite(loss_v):
             raise HarnessError(f"{run_dir}: training loss became {loss_v} at epoch {epoch + 1}; "
