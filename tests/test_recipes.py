@@ -127,9 +127,9 @@ def test_train_keypoints_gt_trains_the_denoiser_on_gt_2d(tmp_path, tiny_cfg, tin
     seen = []
     original = D.DeviceData.from_poseset
 
-    def spy(ps, device):
+    def spy(ps, device, **kw):
         seen.append(ps.pose_2d)
-        return original(ps, device)
+        return original(ps, device, **kw)
 
     monkeypatch.setattr(loop.DeviceData, "from_poseset", staticmethod(spy))
     cfg = tiny_cfg.replace(epochs=1, train_keypoints="gt")
