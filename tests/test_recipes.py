@@ -170,3 +170,50 @@ def test_recipes_command_lists_every_key():
     assert lines["test_num_diffusion_timesteps"] == ["12", "12", "24"]
     assert lines["eval_weights"] == ["ema", "raw", "raw"]
     assert set(lines) == recipe_keys()
+
+
+def test_diffpose_cpn_recipe_trains_on_the_gt_kernels(tmp_path, harness_cache):
+    """DiffPose's CPN config: test on the detections' kernels, train the denoiser on
+    data_2d_h36m_gt_gmm.npz (here: the GT 2D as every kernel's mu, the detections' sigmas)."""
+    from harness.camera import load_cameras_h5
+    from harness.data import load_data
+    from harness.data.gmm2d import build_gmm_2d, write_gmm_2d_npz
+    from harness.data.h36m import derive_gt_2d, read_positions_3d
+    from harness.data.synth.writer import synth_h36m
+    from harness.noise import KernelNoise
+    from harness.pipeline import build_denoiser_for
+    from harness.train import loop
+    from tests.test_pipeline import TINY
+
+    root = tmp_path / "h36m"
+    synth_h36m(root, frames=30, takes=1)
+    pos, meta = build_gmm_2d(root, "synth_det", kernels=2, seed=0, max_samples=2000)
+    write_gmm_2d_npz(root / "data_2d_h36m_synth_det_gmm.npz", pos, meta)
+    gt = derive_gt_2d(read_positions_3d(root / "data_3d_h36m.npz"), load_cameras_h5(root / "cameras.h5"))
+    gt_pos = {s: {a: [np.concatenate([k[..., :1], np.repeat(g[:len(k), :, None, :], k.shape[2], 2), k[..., 3:]], -1)
+                      for k, g in zip(views, gt[s][a])] for a, views in acts.items()} for s, acts in pos.items()}
+    write_gmm_2d_npz(root / "data_2d_h36m_gt_gmm.npz", gt_pos, meta)
+    cfg = resolve_config("smoke", dict(TINY, data_root=str(root), keypoints="synth_det_gmm", noise="kernels"),
+                         recipe="diffpose")
+    assert cfg.train_keypoints == "gt" and cfg.test_num_diffusion_timesteps == 24
+    data = load_data(cfg)
+    train = data["train"]
+    assert train.meta["gmm_2d_gt"].shape == train.meta["gmm_2d"].shape
+    np.testing.assert_allclose(train.meta["gmm_2d_gt"][:, :, 0, 1:3], train.meta["pose_2d_gt"], atol=1e-6)
+    assert not np.allclose(train.meta["pose_2d_gt"], train.pose_2d, atol=1e-3)  # the lifter's input stays CPN-like
+
+    seen = []
+    original = loop.DeviceData.from_poseset
+
+    def spy(ps, device, **kw):
+        seen.append(ps.meta.get("gmm_2d"))
+        return original(ps, device, **kw)
+
+    loop.DeviceData.from_poseset = staticmethod(spy)
+    try:
+        noise = KernelNoise()
+        loop.train_denoiser(cfg.replace(epochs=1), build_denoiser_for(cfg), train, noise, tmp_path,
+                            torch.device("cpu"), torch.Generator().manual_seed(1))
+    finally:
+        loop.DeviceData.from_poseset = staticmethod(original)
+    assert seen[0] is train.meta["gmm_2d_gt"]

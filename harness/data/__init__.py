@@ -60,6 +60,17 @@ def load_data(cfg: Config) -> dict[str, PoseSet]:
     (H36M joint order, camera-frame root-relative metres, 2D normalised by each camera's width)."""
     root = resolve_data_root(cfg.benchmark, cfg.data_root)
     data = _load_benchmark(cfg.benchmark, root, cfg.keypoints)
+    if cfg.train_keypoints == "gt" and cfg.keypoints.endswith("_gmm") and cfg.keypoints != "gt_gmm" \
+            and cfg.benchmark == "h36m" and not cfg.train_on:
+        # DiffPose's CPN recipe trains the denoiser on the GT kernels (data_2d_h36m_gt_gmm.npz)
+        from harness.data.h36m import load_h36m
+
+        gt = load_h36m(root, keypoints="gt_gmm", subjects=None)["train"]
+        if len(gt) != len(data["train"]):
+            raise DataError(f"{root}: data_2d_h36m_gt_gmm.npz has {len(gt)} training frames, "
+                            f"data_2d_h36m_{cfg.keypoints}.npz {len(data['train'])}")
+        data["train"].meta["pose_2d_gt"] = gt.pose_2d
+        data["train"].meta["gmm_2d_gt"] = gt.meta["gmm_2d"]
     train_bench, train_root = cfg.benchmark, root
     if cfg.train_on:
         train_bench, train_root = cfg.train_on, resolve_data_root(cfg.train_on, cfg.data_root)

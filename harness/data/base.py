@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-PER_SAMPLE_META = ("pose_2d_gt", "gmm_2d")
+PER_SAMPLE_META = ("pose_2d_gt", "gmm_2d", "gmm_2d_gt")
 
 
 @dataclass

@@ -89,7 +89,13 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
     weights ``cfg.eval_weights`` names (the EMA, or the raw weights as the released code evaluates).
     With ``train_keypoints: gt`` (DiffPose's CPN recipe) it trains on the split's GT 2D."""
     cfg_dict = cfg.to_dict()
-    if cfg.train_keypoints == "gt" and "pose_2d_gt" in train_set.meta:
+    if cfg.train_keypoints == "gt" and getattr(noise_model, "needs_kernels", False):
+        if "gmm_2d_gt" not in train_set.meta:
+            raise HarnessError(f"{run_dir}: train_keypoints gt with noise kernels trains on DiffPose's GT kernels "
+                               "(data_2d_h36m_gt_gmm.npz beside the test file); none were loaded")
+        meta = {**train_set.meta, "gmm_2d": train_set.meta["gmm_2d_gt"]}
+        train_set = dataclasses.replace(train_set, pose_2d=train_set.meta["pose_2d_gt"], meta=meta)
+    elif cfg.train_keypoints == "gt" and "pose_2d_gt" in train_set.meta:
         train_set = dataclasses.replace(train_set, pose_2d=train_set.meta["pose_2d_gt"])
     train = DeviceData.from_poseset(train_set, device, gmm_2d=getattr(noise_model, "needs_kernels", False))
     step = DenoiserStep.build(cfg, model, noise_model, train.pose_2d.shape[1], device)
