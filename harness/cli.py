@@ -249,20 +249,21 @@ def print_metrics(result: dict) -> None:
             table.add_row(a, *[f"{m[n][p][a]:.1f}" for n in m for p in ("p1", "p2")],
                           style="bold" if a == "Avg" else None)
     else:
-        table.add_column("scene")
+        # One row per model and scene (narrow enough for 80 columns). PCK, AUC, MPJPE: the 14 evaluation
+        # joints; PCK17, AUC17, MPJPE17: all 17 (runs from before lack them).
         first = next(iter(m.values()))
-        # PCK, AUC, MPJPE: the 14 evaluation joints; PCK17, AUC17: all 17 (runs from before lack them)
-        cols = [c for c in ("PCK", "AUC", "MPJPE", "PCK17", "AUC17") if c in first.get("All", {})]
-        for name in m:
-            for col in cols:
-                table.add_column(f"{name} {col}", justify="right")
-        for key in first:
-            if not isinstance(first[key], dict) or "PCK" not in first[key]:
-                continue
-            table.add_row(key, *[f"{m[n][key][c]:.1f}" for n in m for c in cols],
-                          style="bold" if key == "All" else None)
+        cols = [c for c in ("PCK", "AUC", "MPJPE", "PCK17", "AUC17", "MPJPE17") if c in first.get("All", {})]
+        table.add_column("model")
+        table.add_column("scene")
+        for col in cols:
+            table.add_column(col, justify="right")
+        for k, name in enumerate(m):
+            for key, vals in m[name].items():
+                if isinstance(vals, dict) and "PCK" in vals:
+                    table.add_row(name, key, *[f"{vals[c]:.1f}" for c in cols], style="bold" if key == "All" else None,
+                                  end_section=key == "All" and k + 1 < len(m))
         if "PCK17" in cols:
-            table.caption = "PCK, AUC, MPJPE: 14 evaluation joints; PCK17, AUC17: all 17 joints"
+            table.caption = "PCK, AUC, MPJPE: 14 evaluation joints; PCK17, AUC17, MPJPE17: all 17 joints"
     console.print(table)
 
 
