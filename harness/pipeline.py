@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from harness import __version__
-from harness.config import Config, config_from_dict, validate
+from harness.config import Config, validate
 from harness.data import load_data
 from harness.data.base import PoseSet
 from harness.device import machine_info, select_device
@@ -24,10 +24,10 @@ from harness.errors import DataError
 from harness.evaluate import evaluate
 from harness.lifter import run_lifter_predictions, train_lifter
 from harness.noise import build_noise_for, noise_from_dict
-from harness.runs import git_commit, is_done, run_name
+from harness.runs import git_commit, is_done, read_run_config, run_name
 from harness.safeio import atomic_path, read_json, write_json
 from harness.skeleton import H36M_PARENTS
-from harness.train.checkpoint import load_checkpoint
+from harness.train.checkpoint import evaluated_weights, load_checkpoint
 from harness.train.loop import train_denoiser
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -103,10 +103,7 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run folder not found")
-    cfg_d = read_json(run_dir / "config.json")
-    if not isinstance(cfg_d, dict):
-        raise DataError(f"{run_dir / 'config.json'}: expected a JSON object")
-    cfg = config_from_dict(cfg_d, source=str(run_dir / "config.json"))
+    cfg = read_run_config(run_dir)
     if device:
         cfg = cfg.replace(device=device)
     dev = select_device(cfg.device)
@@ -117,7 +114,7 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
                         f"{cfg.epochs}; rerun `harness train` to finish it")
     data = load_data(cfg)  # the model is rebuilt on the data's skeleton (17 or 16 joints)
     model = build_denoiser_for(cfg, parents=data["train"].parents).to(dev)
-    model.load_state_dict(st["ema"] if cfg.eval_weights == "ema" else st["model"])
+    model.load_state_dict(evaluated_weights(st, cfg.eval_weights))
     noise_model = noise_from_dict(st["noise"])
     lifter_preds = run_lifter_predictions(cfg, run_dir, data, dev, progress)
     metrics, per_frame = evaluate(eval_cfg, model, data, lifter_preds["test"], noise_model, dev)

@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.config import Config, config_from_dict, validate
+from harness.config import validate
 from harness.device import select_device
 from harness.errors import DataError
-from harness.safeio import atomic_path, load_npz, read_json
+from harness.runs import read_run_config
+from harness.safeio import atomic_path, load_npz
 from harness.skeleton import h36m_layout
 
 
@@ -51,16 +52,6 @@ def read_pose_2d(path: Path, image_size: tuple[int, int] | None = None) -> np.nd
     return x.astype(np.float32)
 
 
-def run_config(run_dir: Path) -> Config:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise DataError(f"{run_dir}: not a run folder (no config.json)")
-    d = read_json(run_dir / "config.json")
-    if not isinstance(d, dict):
-        raise DataError(f"{run_dir / 'config.json'}: expected a JSON object")
-    return config_from_dict(d, source=str(run_dir / "config.json"))
-
-
 def predict_arrays(run_dir: Path, pose_2d: np.ndarray, device: str | None = None,
                    batch: int | None = None) -> dict[str, np.ndarray]:
     """``{"pose_3d", "lifter_3d"}`` for ``pose_2d (N, J, 2)`` (normalised) from a run folder."""
@@ -68,10 +59,10 @@ def predict_arrays(run_dir: Path, pose_2d: np.ndarray, device: str | None = None
     from harness.lifter import lifter_predict, load_lifter, run_lifter_path
     from harness.pipeline import build_denoiser_for
     from harness.train.augment import Flip
-    from harness.train.checkpoint import load_checkpoint
+    from harness.train.checkpoint import evaluated_weights, load_checkpoint
 
     run_dir = Path(run_dir)
-    cfg = run_config(run_dir)
+    cfg = read_run_config(run_dir)
     if device:
         cfg = validate(cfg.replace(device=device), source="--device")
     if cfg.initial_3d:
@@ -88,7 +79,7 @@ def predict_arrays(run_dir: Path, pose_2d: np.ndarray, device: str | None = None
     st = load_checkpoint(run_dir / "checkpoint.pt", "denoiser", cfg.to_dict())
     model = build_denoiser_for(cfg, parents=parents).to(dev)
     try:
-        model.load_state_dict(st["ema"] if cfg.eval_weights == "ema" else st["model"])
+        model.load_state_dict(evaluated_weights(st, cfg.eval_weights))
     except RuntimeError:
         raise DataError(f"{run_dir / 'checkpoint.pt'}: its model does not take {j}-joint poses") from None
     flip = Flip(j, device=dev)

@@ -80,3 +80,16 @@ def check_writable(folder: Path) -> None:
     free = shutil.disk_usage(folder).free
     if free < 200 * 1024 * 1024:
         raise HarnessError(f"{folder}: only {free / 1e6:.0f} MB free on its disk; need at least 200 MB")
+
+
+def read_run_config(run_dir: Path) -> Config:
+    """A run folder's resolved config (``config.json``), validated; one-line errors naming the file."""
+    from harness.config import config_from_dict
+    from harness.errors import DataError
+    from harness.safeio import read_json
+
+    path = Path(run_dir) / "config.json"
+    d = read_json(path)  # a missing file: "<run>/config.json: file not found"
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return config_from_dict(d, source=str(path))

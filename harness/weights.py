@@ -37,7 +37,7 @@ from harness import __version__
 from harness.config import Config, apply_overrides, recipe_values, validate
 from harness.errors import DataError
 from harness.safeio import write_json
-from harness.train.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from harness.train.checkpoint import CHECKPOINT_FORMAT, load_weights_only, save_checkpoint
 
 FORMATS = ("monomotiondiff", "diffpose")
 RECIPE_OF_FORMAT = {"monomotiondiff": "released", "diffpose": "diffpose"}
@@ -51,15 +51,7 @@ def read_released(path: Path) -> list:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: checkpoint not found")
-    try:
-        states = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # refused global, truncated file, not a torch file
-        refused = re.search(r"GLOBAL ([\w.]+)", str(e))
-        if refused:
-            raise DataError(f"{path}: unsafe checkpoint, refused to unpickle '{refused.group(1)}' "
-                            "(only tensors and plain data are allowed)") from None
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise DataError(f"{path}: not a readable torch checkpoint ({first})") from None
+    states = load_weights_only(path, "not a readable torch checkpoint")
     if isinstance(states, dict) and "state_dict" in states:  # a plain {'state_dict': ...} save
         states = [states["state_dict"]]
     if not isinstance(states, (list, tuple)) or not states or not _is_state_dict(states[0]):

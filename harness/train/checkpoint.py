@@ -19,14 +19,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, kind: str, cfg_dict: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load a self-describing checkpoint with ``weights_only=True`` (no code can run) and check it
-    belongs to this kind of model, format and config."""
+def load_weights_only(path: Path, what: str = "unreadable or unsafe checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU (no code can run), with one-line errors: a
+    missing file, a refused global (named), or ``what`` with the first line of torch's message."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"{path}: checkpoint not found") from None
-    except Exception as e:  # unpickling refused, truncated file, ...
+    except Exception as e:  # unpickling refused, truncated file, not a torch file ...
         import re
 
         refused = re.search(r"GLOBAL ([\w.]+)", str(e))  # torch's weights-only refusal names the global
@@ -34,7 +34,13 @@ def load_checkpoint(path: Path, kind: str, cfg_dict: dict[str, Any] | None = Non
             raise DataError(f"{path}: unsafe checkpoint, refused to unpickle '{refused.group(1)}' "
                             "(only tensors and plain data are allowed)") from None
         msg = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"{path}: unreadable or unsafe checkpoint ({msg[:200]})") from None
+        raise DataError(f"{path}: {what} ({msg[:200]})") from None
+
+
+def load_checkpoint(path: Path, kind: str, cfg_dict: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load a self-describing checkpoint with ``weights_only=True`` (no code can run) and check it
+    belongs to this kind of model, format and config."""
+    state = load_weights_only(path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise DataError(f"{path}: checkpoint format {state.get('format') if isinstance(state, dict) else '?'} "
                         f"is not {CHECKPOINT_FORMAT} (written by another harness version)")
@@ -47,6 +53,12 @@ def load_checkpoint(path: Path, kind: str, cfg_dict: dict[str, Any] | None = Non
                 raise DataError(f"{path}: checkpoint was trained with {key}={theirs[key]!r}, "
                                 f"this run has {key}={cfg_dict[key]!r}")
     return state
+
+
+def evaluated_weights(state: dict[str, Any], eval_weights: str) -> dict[str, Any]:
+    """The state dict a denoiser checkpoint is evaluated with: its EMA, or its raw weights (``eval_weights``
+    raw, as the released evaluations do)."""
+    return state["ema"] if eval_weights == "ema" else state["model"]
 
 
 def rng_state(gen: torch.Generator) -> dict[str, Any]:
