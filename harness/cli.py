@@ -226,6 +226,8 @@ def _progress_printer():
                           f"{ev['seconds']:.1f} s", highlight=False)
         elif ev.get("stage") == "eval":
             console.print("  evaluating ...", highlight=False)
+        elif ev.get("stage") == "note":
+            console.print(f"[yellow]note[/]: {escape(ev['text'])}", highlight=False, soft_wrap=True)
 
     return cb
 
@@ -373,9 +375,9 @@ def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder written by `harness train`."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
     precision: Optional[str] = typer.Option(None, "--precision",
-                                            help="Sample in fp32 or bf16; other than the run's own: writes metrics-<precision>.json."),
+                                            help="Sample in fp32 or bf16 (default: the run's own)."),
 ) -> None:
-    """Re-evaluate a trained run from its checkpoint."""
+    """Re-evaluate a trained run from its checkpoint into eval-<precision>.json (never its training results)."""
     from harness.pipeline import evaluate_run
 
     result = evaluate_run(run_dir, device=device, progress=_progress_printer(), precision=precision)
@@ -507,6 +509,8 @@ def ablate_cmd(
                             completed=ev["epoch"], total=ev["epochs"])
             elif e == "progress" and ev.get("stage") == "eval":
                 prog.update(cur, description=f"{ev['run']}: evaluating")
+            elif e == "progress" and ev.get("stage") == "note":
+                prog.console.print(f"[yellow]note[/]: {escape(ev['text'])}", highlight=False, soft_wrap=True)
             elif e == "finish":
                 prog.console.print(f"[green]done[/] {ev['run']}", highlight=False)
                 prog.advance(grid)

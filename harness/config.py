@@ -92,12 +92,17 @@ class Config:
     def replace(self, **kw: Any) -> "Config":
         return apply_overrides(self, kw, source="options")
 
-    def hash(self, keys: list[str] | None = None) -> str:
+    def hashed_dict(self, keys: list[str] | None = None) -> dict[str, Any]:
+        """The fields :meth:`hash` covers (all, or ``keys``), as plain data."""
         d = self.to_dict()
-        d = {k: d[k] for k in (keys if keys is not None else d)
-             if k not in self.NOT_HASHED and not (k in self.HASHED_WHEN_SET and d[k] is None)
-             and not (k in self.HASHED_UNLESS_DEFAULT and d[k] == FIELD_DEFAULTS[k])}
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":")).encode()
+        return {k: d[k] for k in (keys if keys is not None else d)
+                if k not in self.NOT_HASHED and not (k in self.HASHED_WHEN_SET and d[k] is None)
+                and not (k in self.HASHED_UNLESS_DEFAULT and d[k] == FIELD_DEFAULTS[k])}
+
+    def hash(self, keys: list[str] | None = None) -> str:
+        """12 hex digits of the sha256 of :meth:`hashed_dict` (the config alone; a run's folder is named
+        by :func:`harness.identity.identity_hash`, which adds the data's content and the numerics)."""
+        blob = json.dumps(self.hashed_dict(keys), sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     # Fields that do not change what a run computes (where it ran, how often it saves).

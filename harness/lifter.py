@@ -59,24 +59,25 @@ def lifter_predict(model: torch.nn.Module, pose_2d: torch.Tensor, flip: Flip, ba
 
 
 def train_lifter(cfg: Config, data: dict[str, PoseSet], out: Path, device: torch.device,
-                 progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
-    """Train (or reuse, or resume) the shared GraFormer lifter; return its predictions on both splits.
-    A lock on its folder makes a second process wait for the first instead of training it twice."""
+                 progress: ProgressFn | None = None, folder: Path | None = None) -> dict[str, np.ndarray]:
+    """Train (or reuse, or resume) the shared GraFormer lifter in ``folder`` (default
+    :func:`harness.runs.lifter_dir`); return its predictions on both splits. A lock on its folder makes
+    a second process wait for the first instead of training it twice."""
     from harness.data.initial3d import initial_predictions
     from harness.locks import folder_lock
     from harness.runs import lifter_dir
 
     if cfg.initial_3d:
         return initial_predictions(Path(cfg.initial_3d), data)
-    with folder_lock(lifter_dir(cfg, out)):
-        return _train_lifter(cfg, data, out, device, progress)
+    folder = Path(folder) if folder is not None else lifter_dir(cfg, out)
+    with folder_lock(folder):
+        return _train_lifter(cfg, data, folder, device, progress)
 
 
-def _train_lifter(cfg: Config, data: dict[str, PoseSet], out: Path, device: torch.device,
+def _train_lifter(cfg: Config, data: dict[str, PoseSet], folder: Path, device: torch.device,
                   progress: ProgressFn | None) -> dict[str, np.ndarray]:
-    from harness.runs import lifter_dir
+    from harness.identity import lifter_identity
 
-    folder = lifter_dir(cfg, out)
     pred_path = folder / "predictions.npz"
     if pred_path.exists():
         with np.load(pred_path, allow_pickle=False) as z:
@@ -87,11 +88,13 @@ def _train_lifter(cfg: Config, data: dict[str, PoseSet], out: Path, device: torc
     folder.mkdir(parents=True, exist_ok=True)
     cfg_dict = cfg.to_dict()
     write_json(folder / "config.json", {k: cfg_dict[k] for k in Config.LIFTER_KEYS})
+    ident = lifter_identity(cfg)
+    write_json(folder / "identity.json", ident)
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     model = build_lifter_for(cfg, parents=data["train"].parents).to(device)
-    train_lifter_model(cfg, model, data["train"], folder, device, gen, progress)
+    train_lifter_model(cfg, model, data["train"], folder, device, gen, progress, numerics=ident["numerics"])
     flip = Flip(data["train"].num_joints, device=device)
     preds = {}
     for split in ("train", "test"):
@@ -122,7 +125,22 @@ def run_lifter_path(cfg: Config, run_dir: Path) -> Path:
     from harness.runs import lifter_dir
 
     own = Path(run_dir) / "lifter.pt"
-    return own if own.exists() else lifter_dir(cfg, Path(run_dir).parent) / "checkpoint.pt"
+    if own.exists():
+        return own
+    return (recorded_lifter_dir(run_dir) or lifter_dir(cfg, Path(run_dir).parent)) / "checkpoint.pt"
+
+
+def recorded_lifter_dir(run_dir: Path) -> Path | None:
+    """The shared lifter folder a run was trained with (its ``identity.json``'s ``lifter``), or None
+    (an imported run, a run from before identities): a re-evaluation under other numerics uses the
+    run's own lifter, not one of those numerics."""
+    path = Path(run_dir) / "identity.json"
+    if not path.exists():
+        return None
+    from harness.safeio import read_json
+
+    name = read_json(path).get("lifter") if isinstance(read_json(path), dict) else None
+    return Path(run_dir).parent / "shared" / name if isinstance(name, str) and "/" not in name else None
 
 
 def run_lifter_predictions(cfg: Config, run_dir: Path, data: dict[str, PoseSet], device: torch.device,
@@ -131,7 +149,7 @@ def run_lifter_predictions(cfg: Config, run_dir: Path, data: dict[str, PoseSet],
     split only), else those of the shared lifter (trained if it is not there yet)."""
     own = Path(run_dir) / "lifter.pt"
     if not own.exists():
-        return train_lifter(cfg, data, Path(run_dir).parent, device, progress)
+        return train_lifter(cfg, data, Path(run_dir).parent, device, progress, folder=recorded_lifter_dir(run_dir))
     model = load_lifter(cfg, own, data["test"].parents, device)
     dd = DeviceData.from_poseset(data["test"], device)
     flip = Flip(data["test"].num_joints, device=device)

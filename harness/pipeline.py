@@ -24,7 +24,9 @@ from harness.errors import DataError
 from harness.evaluate import evaluate
 from harness.lifter import run_lifter_predictions, train_lifter
 from harness.noise import build_noise_for, noise_from_dict
-from harness.runs import git_commit, is_done, read_run_config, run_name
+from harness.identity import numerics as current_numerics
+from harness.identity import run_identity
+from harness.runs import git_commit, is_done, lifter_dir, read_run_config, run_name, stale_note
 from harness.safeio import atomic_path, read_json, write_json
 from harness.skeleton import H36M_PARENTS
 from harness.train.checkpoint import evaluated_weights, load_checkpoint
@@ -51,27 +53,34 @@ def run(cfg: Config, out: Path, progress: ProgressFn | None = None, data: dict[s
     process has it); a finished run with the same config is not redone."""
     from harness.locks import folder_lock
 
-    run_dir = Path(out) / run_name(cfg)
+    ident = run_identity(cfg)
+    run_dir = Path(out) / run_name(cfg, ident)
     with folder_lock(run_dir, blocking=blocking):
-        if is_done(cfg, out):
+        if is_done(cfg, out, ident):
             return run_dir
-        return _run(cfg, Path(out), run_dir, progress, data)
+        note = stale_note(cfg, out, ident)
+        if note and progress:
+            progress({"stage": "note", "text": note})
+        return _run(cfg, Path(out), run_dir, progress, data, ident)
 
 
-def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, data: dict[str, PoseSet] | None
-         ) -> Path:
+def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, data: dict[str, PoseSet] | None,
+         ident: dict[str, Any]) -> Path:
     t_start = time.perf_counter()
     device = select_device(cfg.device)
     write_json(run_dir / "config.json", cfg.to_dict())
+    lifter_folder = lifter_dir(cfg, out)
+    write_json(run_dir / "identity.json", {**ident, "lifter": lifter_folder.name})
     if data is None:
         data = load_data(cfg)
-    lifter_preds = train_lifter(cfg, data, out, device, progress)
+    lifter_preds = train_lifter(cfg, data, out, device, progress, folder=lifter_folder)
     noise_model = build_noise_for(cfg, data, lifter_preds, out)
     write_json(run_dir / "noise.json", noise_model.to_dict())
     torch.manual_seed(cfg.seed)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     model = build_denoiser_for(cfg, parents=data["train"].parents).to(device)
-    model = train_denoiser(cfg, model, data["train"], noise_model, run_dir, device, gen, progress)
+    model = train_denoiser(cfg, model, data["train"], noise_model, run_dir, device, gen, progress,
+                           numerics=ident["numerics"])
     if progress:
         progress({"stage": "eval"})
     metrics, per_frame = evaluate(cfg, model, data, lifter_preds["test"], noise_model, device)
@@ -80,7 +89,8 @@ def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, dat
             np.savez_compressed(fh, **per_frame)
     result = {
         "harness_version": __version__, "run": run_dir.name, "config": cfg.to_dict(), "seed": cfg.seed,
-        "git_commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git_commit(), "identity": {**ident, "hash": run_dir.name.rsplit("-", 1)[1],
+                                                 "lifter": lifter_folder.name}, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(device), "device": str(device), "wall_time_s": round(time.perf_counter() - t_start, 2),
         "data": {"synthetic": bool(data["train"].meta.get("synthetic", cfg.data_root is None)),
                  "train_frames": len(data["train"]),
@@ -94,11 +104,14 @@ def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, dat
 
 def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn | None = None,
                  precision: str | None = None) -> dict[str, Any]:
-    """Re-evaluate a finished run from its folder (config + checkpoint); rewrites metrics.json.
+    """Re-evaluate a finished run from its folder (config + checkpoint), in its own file.
 
-    ``precision`` other than the run's own runs the denoiser's sampler in that precision (the
-    shared lifter's predictions stay the run's) and writes ``metrics-<precision>.json`` beside
-    ``metrics.json`` instead, leaving the run's own results as they are."""
+    Writes ``eval-<precision>.json`` and ``eval-<precision>-per_frame.npz`` beside the training results,
+    which it never touches (``metrics.json``, ``per_frame.npz``). The exception is a run folder made by
+    ``harness import-weights``: it has no training results, and its evaluation is its ``metrics.json``.
+    ``precision`` other than the run's own runs the denoiser's sampler in that precision; the shared
+    lifter's predictions stay the run's (the lifter folder its ``identity.json`` names). The result
+    records the numerics it ran under (``identity.numerics``) and the run's training numerics."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -118,27 +131,28 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
     noise_model = noise_from_dict(st["noise"])
     lifter_preds = run_lifter_predictions(cfg, run_dir, data, dev, progress)
     metrics, per_frame = evaluate(eval_cfg, model, data, lifter_preds["test"], noise_model, dev)
-    prev = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
-    if not prev:  # a run folder made by `harness import-weights`: no training, so no metrics yet
-        prev = {"harness_version": __version__, "run": run_dir.name, "config": cfg.to_dict(), "seed": cfg.seed,
-                "git_commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "machine": machine_info(dev),
-                "data": {"synthetic": bool(data["train"].meta.get("synthetic", cfg.data_root is None)),
-                         "train_frames": 0, "test_frames": len(data["test"]),
-                         "num_joints": data["test"].num_joints}}
+    imported = (run_dir / "origin.json").exists() and not (run_dir / "metrics.json").exists()
+    trained = read_json(run_dir / "identity.json") if (run_dir / "identity.json").exists() else {}
+    result = {"harness_version": __version__, "run": run_dir.name, "config": cfg.to_dict(), "seed": cfg.seed,
+              "git_commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine_info(dev), "device": str(dev),
+              "identity": {"numerics": current_numerics(eval_cfg),
+                           "trained_numerics": trained.get("numerics") if isinstance(trained, dict) else None},
+              "data": {"synthetic": bool(data["train"].meta.get("synthetic", cfg.data_root is None)),
+                       "train_frames": 0 if imported else len(data["train"]), "test_frames": len(data["test"]),
+                       "num_joints": data["test"].num_joints}}
     if (run_dir / "origin.json").exists():
-        prev["origin"] = read_json(run_dir / "origin.json")
-    prev.setdefault("wall_time_s", round(time.perf_counter() - t_start, 2))
-    prev.update({"metrics": metrics, "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "device": str(dev)})
-    if eval_cfg.precision != cfg.precision:
-        prev["eval_precision"] = eval_cfg.precision
-        path = run_dir / f"metrics-{eval_cfg.precision}.json"
-        write_json(path, prev)
-        prev["path"] = str(path)
-        return prev
-    write_json(run_dir / "metrics.json", prev)
-    with atomic_path(run_dir / "per_frame.npz", suffix=".npz") as tmp:
+        result["origin"] = read_json(run_dir / "origin.json")
+    result.update({"wall_time_s": round(time.perf_counter() - t_start, 2), "metrics": metrics,
+                   "evaluated": result["date"], "eval_precision": eval_cfg.precision})
+    if imported and eval_cfg.precision == cfg.precision:
+        path, frames = run_dir / "metrics.json", run_dir / "per_frame.npz"
+    else:
+        path = run_dir / f"eval-{eval_cfg.precision}.json"
+        frames = run_dir / f"eval-{eval_cfg.precision}-per_frame.npz"
+    write_json(path, result)
+    with atomic_path(frames, suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **per_frame)
-    return prev
+    result["path"] = str(path)
+    return result

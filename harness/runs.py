@@ -8,8 +8,13 @@ Layout of a results folder (``--out``)::
         (a cross-dataset run's <benchmark> is e.g. 3dhp_from_h36m: trained on H36M, tested on 3DHP)
         config.json  checkpoint.pt  noise.json  metrics.json  per_frame.npz
 
-``<hash>`` is :meth:`harness.config.Config.hash` of the resolved config (the lifter's of its own keys).
-Everything is written to a temporary file and renamed into place.
+        identity.json (what the numbers depend on, written when the run starts)
+        eval-<precision>.json  eval-<precision>-per_frame.npz (`harness eval`: never the training results)
+
+``<hash>`` is :func:`harness.identity.identity_hash` of the run's identity: the resolved config less its
+paths, the sha256 of every data file it reads, and the numerics (device type, precision, C++ kernels
+or torch ops). The lifter's is the same over the lifter's config keys. Everything is written to a
+temporary file and renamed into place.
 """
 
 from __future__ import annotations
@@ -40,29 +45,58 @@ def benchmark_tag(cfg: Config) -> str:
     return cfg.benchmark if not cfg.train_on else f"{cfg.benchmark}_from_{cfg.train_on}"
 
 
-def run_name(cfg: Config) -> str:
-    """``<benchmark tag>-<variant>-<noise>-seed<S>-<config hash>`` (:func:`benchmark_tag`)."""
-    return f"{benchmark_tag(cfg)}-{cfg.variant}-{cfg.noise}-seed{cfg.seed}-{cfg.hash()}"
+def run_name(cfg: Config, identity: dict | None = None) -> str:
+    """``<benchmark tag>-<variant>-<noise>-seed<S>-<identity hash>`` (:func:`benchmark_tag`,
+    :func:`harness.identity.identity_hash`)."""
+    from harness.identity import identity_hash, run_identity
+
+    ident = identity if identity is not None else run_identity(cfg)
+    return f"{benchmark_tag(cfg)}-{cfg.variant}-{cfg.noise}-seed{cfg.seed}-{identity_hash(ident)}"
 
 
 def lifter_dir(cfg: Config, out: Path) -> Path:
-    """The shared first stage's folder: ``<out>/shared/lifter-<benchmark tag>-seed<S>-<lifter hash>``."""
-    return Path(out) / "shared" / f"lifter-{benchmark_tag(cfg)}-seed{cfg.seed}-{cfg.lifter_hash()}"
+    """The shared first stage's folder: ``<out>/shared/lifter-<benchmark tag>-seed<S>-<lifter identity hash>``."""
+    from harness.identity import identity_hash, lifter_identity
+
+    return Path(out) / "shared" / f"lifter-{benchmark_tag(cfg)}-seed{cfg.seed}-{identity_hash(lifter_identity(cfg))}"
 
 
-def is_done(cfg: Config, out: Path) -> bool:
-    """True when the run's metrics exist for exactly this resolved config."""
-    path = Path(out) / run_name(cfg) / "metrics.json"
+def is_done(cfg: Config, out: Path, identity: dict | None = None) -> bool:
+    """True when the run's metrics exist for exactly this identity: config, data content and numerics."""
+    from harness.identity import run_identity
+
+    ident = identity if identity is not None else run_identity(cfg)
+    path = Path(out) / run_name(cfg, ident) / "metrics.json"
     if not path.exists():
         return False
     try:
-        old = json.loads(path.read_text()).get("config", {})
-    except (OSError, json.JSONDecodeError):
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return False
-    mine = cfg.to_dict()
-    from harness.config import FIELD_DEFAULTS  # a field added later reads as its default in an old run
+    if not isinstance(old, dict) or not isinstance(old.get("identity"), dict):
+        return False
+    return all(old["identity"].get(k) == ident[k] for k in ("config", "data", "numerics"))
 
-    return all(old.get(k, FIELD_DEFAULTS[k]) == mine[k] for k in mine if k not in Config.NOT_HASHED)
+
+def stale_note(cfg: Config, out: Path, identity: dict | None = None) -> str | None:
+    """One line when a finished run of the same config exists under ``out`` with other data or numerics
+    (it is kept; this run is another folder), else None."""
+    from harness.identity import differences, run_identity
+
+    ident = identity if identity is not None else run_identity(cfg)
+    mine = run_name(cfg, ident)
+    prefix = mine.rsplit("-", 1)[0] + "-"
+    for path in sorted(Path(out).glob(f"{prefix}*/metrics.json")):
+        if path.parent.name == mine:
+            continue
+        try:
+            theirs = json.loads(path.read_text()).get("identity") or {}
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            continue
+        if isinstance(theirs, dict) and theirs.get("config_hash") == ident["config_hash"]:
+            return (f"{path.parent}: the same config finished with other {differences(theirs, ident)}; "
+                    f"kept as it is, this run is {mine}")
+    return None
 
 
 def check_writable(folder: Path) -> None:

@@ -32,8 +32,14 @@ def test_run_writes_results(tmp_path, tiny_cfg, tiny_data):
     run_dir = run(tiny_cfg, tmp_path, data=tiny_data)
     assert run_dir.name == run_name(tiny_cfg)
     names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
-    assert names == ["checkpoint.pt", "config.json", "metrics.json", "noise.json", "per_frame.npz"]
+    assert names == ["checkpoint.pt", "config.json", "identity.json", "metrics.json", "noise.json", "per_frame.npz"]
     res = json.loads((run_dir / "metrics.json").read_text())
+    ident = json.loads((run_dir / "identity.json").read_text())
+    assert res["identity"]["numerics"] == ident["numerics"] == {
+        "device": "cpu", "precision": "fp32", "kernels": ident["numerics"]["kernels"]}
+    assert ident["numerics"]["kernels"] in ("native", "torch")
+    assert set(res["identity"]["data"]) == {"h36m/data_3d_h36m.npz", "h36m/cameras.h5"}
+    assert run_dir.name.endswith(res["identity"]["hash"]) and ident["lifter"].startswith("lifter-h36m-seed0-")
     assert res["config"]["variant"] == "full" and res["seed"] == 0 and res["data"]["synthetic"] is True
     for key in ("git_commit", "date", "machine", "device", "wall_time_s"):
         assert key in res
@@ -68,9 +74,15 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_cfg, tiny_data):
 
 def test_eval_reproduces_metrics(tmp_path, tiny_cfg, tiny_data):
     run_dir = run(tiny_cfg, tmp_path, data=tiny_data)
-    before = json.loads((run_dir / "metrics.json").read_text())["metrics"]
-    after = evaluate_run(run_dir)["metrics"]
-    assert after == before
+    before = (run_dir / "metrics.json").read_bytes()
+    frames = (run_dir / "per_frame.npz").read_bytes()
+    res = evaluate_run(run_dir)
+    assert res["metrics"] == json.loads(before)["metrics"]
+    # eval writes its own files; the training results stay byte for byte
+    assert (run_dir / "metrics.json").read_bytes() == before and (run_dir / "per_frame.npz").read_bytes() == frames
+    assert res["path"] == str(run_dir / "eval-fp32.json")
+    assert json.loads((run_dir / "eval-fp32.json").read_text())["metrics"] == res["metrics"]
+    assert (run_dir / "eval-fp32-per_frame.npz").is_file()
 
 
 def test_own_initial_3d(tmp_path, tiny_cfg, tiny_data):
@@ -100,7 +112,7 @@ def test_eval_in_bf16_writes_beside_and_keeps_the_run(tmp_path, tiny_cfg, tiny_d
     before = (run_dir / "metrics.json").read_text()
     res = evaluate_run(run_dir, precision="bf16")
     assert (run_dir / "metrics.json").read_text() == before          # the run's own results untouched
-    saved = json.loads((run_dir / "metrics-bf16.json").read_text())
+    saved = json.loads((run_dir / "eval-bf16.json").read_text())
     assert saved["eval_precision"] == "bf16" and saved["metrics"] == res["metrics"]
     fp32 = json.loads(before)["metrics"]
     # the lifter's poses are the run's (fp32); only the sampler ran in bf16

@@ -45,9 +45,24 @@ def _epoch(train: DeviceData, batch_size: int, gen: torch.Generator, device: tor
     return float(total) / max(count, 1)
 
 
+def check_resume_numerics(path: Path, state: dict, numerics: dict | None) -> None:
+    """Refuse, in one line, to resume a checkpoint written under other numerics (device type, precision,
+    C++ kernels or torch ops): the resumed run would mix two sets of float rounding under one name."""
+    theirs = state.get("numerics")
+    if numerics is None or not isinstance(theirs, dict) or theirs == numerics:
+        return
+    diff = ", ".join(f"{k} {theirs.get(k)}" for k in sorted(numerics) if theirs.get(k) != numerics.get(k))
+    now = ", ".join(f"{k} {numerics.get(k)}" for k in sorted(numerics) if theirs.get(k) != numerics.get(k))
+    raise HarnessError(f"{path}: written under other numerics ({diff}; this process has {now}); "
+                       "refusing to resume it: move the folder away, or run with the numerics it was written with")
+
+
 def train_lifter(cfg: Config, model: torch.nn.Module, train_set: PoseSet, folder: Path, device: torch.device,
-                 gen: torch.Generator, progress: ProgressFn | None = None) -> torch.nn.Module:
-    """Train (or resume from ``folder/checkpoint.pt``) the lifter ``model`` for ``lifter_epochs``."""
+                 gen: torch.Generator, progress: ProgressFn | None = None, numerics: dict | None = None
+                 ) -> torch.nn.Module:
+    """Train (or resume from ``folder/checkpoint.pt``) the lifter ``model`` for ``lifter_epochs``.
+    ``numerics`` (:func:`harness.identity.numerics`) is saved with every checkpoint; a resume refuses a
+    checkpoint written under other numerics."""
     cfg_dict = cfg.to_dict()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lifter_lr)
     # Exponential decay to a tenth of the initial rate over the stage (GraFormer decays 0.96 per 100k steps).
@@ -59,6 +74,7 @@ def train_lifter(cfg: Config, model: torch.nn.Module, train_set: PoseSet, folder
     ckpt = folder / "checkpoint.pt"
     if ckpt.exists():
         st = load_checkpoint(ckpt, "lifter", cfg_dict)
+        check_resume_numerics(ckpt, st, numerics)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
@@ -73,7 +89,7 @@ def train_lifter(cfg: Config, model: torch.nn.Module, train_set: PoseSet, folder
         save_checkpoint(ckpt, {"format": CHECKPOINT_FORMAT, "kind": "lifter", "version": __version__,
                                "config": cfg_dict, "epoch": epoch, "model": model.state_dict(),
                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                               "rng": rng_state(gen)})
+                               "rng": rng_state(gen), "numerics": numerics})
         if not math.isfinite(loss_v):
             raise HarnessError(f"{ckpt}: lifter loss became {loss_v} at epoch {epoch + 1}; last good checkpoint kept")
         if progress:
@@ -83,11 +99,12 @@ def train_lifter(cfg: Config, model: torch.nn.Module, train_set: PoseSet, folder
 
 
 def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, noise_model, run_dir: Path,
-                   device: torch.device, gen: torch.Generator, progress: ProgressFn | None = None
-                   ) -> torch.nn.Module:
+                   device: torch.device, gen: torch.Generator, progress: ProgressFn | None = None,
+                   numerics: dict | None = None) -> torch.nn.Module:
     """Train (or resume from ``run_dir/checkpoint.pt``) the denoiser ``model``; returns it holding the
     weights ``cfg.eval_weights`` names (the EMA, or the raw weights as the released code evaluates).
-    With ``train_keypoints: gt`` (DiffPose's CPN recipe) it trains on the split's GT 2D."""
+    With ``train_keypoints: gt`` (DiffPose's CPN recipe) it trains on the split's GT 2D. ``numerics`` as
+    :func:`train_lifter`'s."""
     cfg_dict = cfg.to_dict()
     if cfg.train_keypoints == "gt" and getattr(noise_model, "needs_kernels", False):
         if "gmm_2d_gt" not in train_set.meta:
@@ -104,6 +121,7 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
     start = 0
     if ckpt.exists():
         st = load_checkpoint(ckpt, "denoiser", cfg_dict)
+        check_resume_numerics(ckpt, st, numerics)
         model.load_state_dict(st["model"])
         step.ema.load_state_dict(st["ema"], st.get("ema_updates", 0))
         step.opt.load_state_dict(st["optimizer"])
@@ -123,7 +141,8 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
                                    "config": cfg_dict, "epoch": epoch, "model": model.state_dict(),
                                    "ema": step.ema.state_dict(), "ema_updates": step.ema.num_updates,
                                    "optimizer": step.opt.state_dict(), "scheduler": sched.state_dict(),
-                                   "rng": rng_state(gen), "noise": noise_model.to_dict()})
+                                   "rng": rng_state(gen), "noise": noise_model.to_dict(),
+                                   "numerics": numerics})
         if progress:
             progress({"stage": "denoiser", "epoch": epoch + 1, "epochs": cfg.epochs, "loss": loss_v,
                       "seconds": time.perf_counter() - t0})
