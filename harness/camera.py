@@ -78,15 +78,20 @@ def _camera_id(name_codes: np.ndarray) -> str:
     return "".join(chr(int(round(v))) for v in np.asarray(name_codes).ravel())
 
 
-def load_cameras_h5(path: str | Path) -> dict[str, list[Camera]]:
+def load_cameras_h5(path: str | Path, problems: list[str] | None = None) -> dict[str, list[Camera]]:
     """Read ``cameras.h5`` into ``{"S1": [Camera x4], ...}`` (cameras in file order camera1..4).
 
     Image size comes from an optional ``res`` dataset (w, h) in the camera group, else from the
-    known H36M camera ids.
+    known H36M camera ids. Every camera must be one (:func:`harness.data.sanity.camera_problems`: R a
+    rotation, focal length, principal point and image size finite and positive): the first that is
+    not raises :class:`DataError`, or, with ``problems`` given, every such line is appended to it.
     """
     import h5py
 
+    from harness.data.sanity import camera_problems
+
     path = Path(path)
+    found: list[str] = []
     if not path.is_file():
         raise DataError(f"{path}: camera file not found")
     cams: dict[str, list[Camera]] = {}
@@ -107,16 +112,24 @@ def load_cameras_h5(path: str | Path) -> dict[str, list[Camera]]:
                     else:
                         raise DataError(f"{path}: {group}/{cname} (id {cid}) has no 'res' and is not an H36M camera")
                     vec = lambda key, n: np.asarray(g[key][()], dtype=np.float64).reshape(n)  # noqa: E731
-                    lst.append(Camera(id=cid, R=np.asarray(g["R"][()], dtype=np.float64).reshape(3, 3),
-                                      T=vec("T", 3) / 1000.0, f=vec("f", 2), c=vec("c", 2), k=vec("k", 3),
-                                      p=vec("p", 2), res_w=w, res_h=h))
+                    cam = Camera(id=cid, R=np.asarray(g["R"][()], dtype=np.float64).reshape(3, 3),
+                                 T=vec("T", 3) / 1000.0, f=vec("f", 2), c=vec("c", 2), k=vec("k", 3),
+                                 p=vec("p", 2), res_w=w, res_h=h)
+                    found += [f"{path}: {group}/{cname} (camera {cid}): {why}"
+                              for why in camera_problems(cam.R, cam.T, cam.f, cam.c, cam.k, cam.p, w, h)]
+                    lst.append(cam)
                 cams[subject] = lst
     except DataError:
         raise
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, TypeError, OverflowError) as e:
         raise DataError(f"{path}: not a valid cameras.h5 ({e})") from None
     if not cams:
         raise DataError(f"{path}: no subject*/camera* groups found")
+    if found:
+        if problems is None:
+            more = f" (and {len(found) - 1} more problem(s))" if len(found) > 1 else ""
+            raise DataError(found[0] + more)
+        problems.extend(found)
     return cams
 
 

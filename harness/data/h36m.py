@@ -35,6 +35,15 @@ float32, mu normalised like ``pose_2d``, weights and sigmas as stored. Only the 
 Frame counts: a 2D sequence longer than its 3D is cropped to the 3D length (as VideoPose3D's
 ``run.py`` does); a shorter one is an error. 2D sequences whose subject/action is not in the 3D are
 ignored (as VideoPose3D does) and reported as warnings; every 3D sequence must be in the 2D.
+
+Sanity (:mod:`harness.data.sanity`), on the raw arrays before anything is built or cached, in
+:func:`build_h36m`, :func:`prepare_gt_2d` and :func:`scan_h36m` alike: subject and action keys are
+strings; the 3D is in metres (a millimetre file is named as such) with no degenerate skeletons (all
+joints at zero, every joint but the root at zero, zero-length bones, coinciding joints); every camera
+in ``cameras.h5`` is one (R a rotation, focal length, principal point and image size positive); a 2D
+file holds pixels (not already normalised) and inside the image (points far outside: a warning, an
+error when most frames have them). The H36M cache key holds the checks' version, so a cache hit is an
+entry that passed them; its warnings are logged again on a hit.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from harness.camera import Camera, load_cameras_h5, normalize_screen_coordinates, project_to_2d, world_to_camera
+from harness.data import sanity
 from harness.data.base import H36M_TEST_SUBJECTS, H36M_TRAIN_SUBJECTS, PoseSet
 from harness.data.gmm2d import GMM_SUFFIX, gmm_array_problem, heaviest_kernel
 from harness.errors import ConfigError, DataError
@@ -156,7 +166,20 @@ def read_positions_3d(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
         raise DataError(f"{path}: 'positions_3d' is not a dict subject -> action -> array")
     if not pos:
         raise DataError(f"{path}: 'positions_3d' holds no subject")
+    _check_keys(pos, path, "positions_3d")
     return pos
+
+
+def _check_keys(pos: dict, path: Path, entry: str) -> None:
+    """Subject and action keys must be strings (names like 'S1', 'Walking 1')."""
+    why = sanity.key_type_problem(pos, "subject", "S1")
+    if why is None:
+        for subject, actions in pos.items():
+            why = sanity.key_type_problem(actions, f"{subject} action", "Walking 1")
+            if why is not None:
+                break
+    if why is not None:
+        raise DataError(f"{path}: '{entry}' {why}")
 
 
 def read_positions_2d(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict]:
@@ -168,6 +191,7 @@ def read_positions_2d(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict
     pos = data["positions_2d"]
     if not isinstance(pos, dict) or not all(isinstance(v, dict) for v in pos.values()):
         raise DataError(f"{path}: 'positions_2d' is not a dict subject -> action -> list of per-camera arrays")
+    _check_keys(pos, path, "positions_2d")
     meta = data.get("metadata")
     if meta is None:
         raise DataError(f"{path}: no 'metadata' entry (VideoPose3D layout needs num_joints and keypoints_symmetry)")
@@ -274,6 +298,8 @@ def _check_3d(pos3d: dict, path: Path, cams: dict, cam_path: Path, problems: lis
     """Append every problem of the 3D (restricted to ``subjects``) to ``problems``; returns the joint
     count (17 or 32) when consistent."""
     joints: set[int] = set()
+    units: list[tuple[str, str, str]] = []  # (sequence, what, detail): one line per kind for the file
+    checked = 0
     for subject in _sorted_subjects(pos3d if subjects is None else subjects):
         if subject not in pos3d:
             problems.append(f"{path}: subject {subject} not found (file has {', '.join(_sorted_subjects(pos3d))})")
@@ -299,9 +325,19 @@ def _check_3d(pos3d: dict, path: Path, cams: dict, cam_path: Path, problems: lis
             if arr.shape[0] == 0:
                 problems.append(f"{where}: no frames")
             joints.add(arr.shape[1])
-            bad = ~np.isfinite(_select_17(arr)).all(axis=(1, 2))
+            x17 = _select_17(arr)
+            bad = ~np.isfinite(x17).all(axis=(1, 2))
             if bad.any():
                 problems.append(f"{where}: {int(bad.sum())} frame(s) with NaN/inf (first: frame {int(np.argmax(bad))})")
+            checked += 1
+            why = sanity.degenerate_problem(x17, H36M_PARENTS, H36M_JOINT_NAMES)
+            if why is not None:
+                problems.append(f"{where}: {why}")
+                continue
+            unit = sanity.unit_problem(sanity.median_bone_length(x17, H36M_PARENTS), "m")
+            if unit is not None:
+                units.append((f"{subject} '{action}'", *unit))
+    problems += sanity.group_findings(path, units, checked, "sequences")
     if len(joints) > 1:
         problems.append(f"{path}: sequences have different joint counts {sorted(joints)}")
         return None
@@ -320,6 +356,9 @@ def _check_2d(pos2d: dict, path: Path, layout: _Layout, pos3d: dict, path3d: Pat
                         f"the metadata describes {layout.name}")
         return
     kernel_counts: set[int] = set()
+    pixel_errors: list[tuple[str, str, str]] = []    # (camera array, what, detail)
+    pixel_warnings: list[tuple[str, str, str]] = []
+    arrays = 0
     for subject in subjects:
         if subject not in pos2d:
             problems.append(f"{path}: subject {subject} missing (it is in {path3d.name})")
@@ -372,6 +411,15 @@ def _check_2d(pos2d: dict, path: Path, layout: _Layout, pos3d: dict, path3d: Pat
                 if bad.any():
                     problems.append(f"{cw}: {int(bad.sum())} frame(s) with NaN/inf "
                                     f"(first: frame {int(np.argmax(bad))})")
+                    continue
+                if subject in cams and ci < len(cams[subject]):
+                    arrays += 1
+                    cam = cams[subject][ci]
+                    for severity, what, detail in sanity.pixel_problems(kp[:n3], cam.res_w, cam.res_h):
+                        (pixel_errors if severity == "error" else pixel_warnings).append(
+                            (f"{subject} '{action}' camera {ci} ({cid})", what, detail))
+    problems += sanity.group_findings(path, pixel_errors, arrays, "camera arrays")
+    warnings += sanity.group_findings(path, pixel_warnings, arrays, "camera arrays")
     if len(kernel_counts) > 1:
         problems.append(f"{path}: arrays have different kernel counts {sorted(kernel_counts)}")
     extra = [(s, a) for s in _sorted_subjects(pos2d) for a in sorted(pos2d[s])
@@ -591,9 +639,20 @@ def load_h36m(data_root: str | Path, keypoints: str = "gt", subjects: Iterable[s
         raise ConfigError(f"cache dir {cache_dir}: must not be inside the data folder {src.data_root}")
     chosen = "all" if subjects is None else list(_resolve_subjects(subjects))
     key_parts = {"dataset": "h36m", "keypoints": keypoints, "subjects": chosen, "data_root": str(root),
-                 "gt_2d_derived": src.path_2d is None, "loader_version": H36M_LOADER_VERSION}
-    return cached_load(key_parts, src.files(), lambda: build_h36m(data_root, keypoints, subjects),
-                       cache_dir / "h36m")
+                 "gt_2d_derived": src.path_2d is None, "loader_version": H36M_LOADER_VERSION,
+                 "sanity_version": sanity.SANITY_VERSION}
+    built: list[bool] = []
+
+    def build() -> dict[str, PoseSet]:
+        built.append(True)
+        return build_h36m(data_root, keypoints, subjects)
+
+    sets = cached_load(key_parts, src.files(), build, cache_dir / "h36m")
+    if not built:  # a cache hit: the entry passed the same checks (the key holds the files' content and
+        # the checks' version); its suspicions are said again
+        for w in next(iter(sets.values())).meta.get("warnings", []) if sets else []:
+            log.warning(w)
+    return sets
 
 
 # ---------------------------------------------------------------------------------------- scanning
@@ -642,7 +701,7 @@ def scan_h36m(data_root: str | Path, keypoints: str = "gt") -> H36MScanReport:
     except DataError as e:
         rep.problems.append(str(e))
     try:
-        cams = load_cameras_h5(pc)
+        cams = load_cameras_h5(pc, problems=rep.problems)
     except DataError as e:
         rep.problems.append(str(e))
     if pos3d is None:

@@ -28,12 +28,19 @@ What :func:`load_3dhp` makes of it (the :class:`~harness.data.base.PoseSet` conv
 - Frames whose flag is invalid may hold NaN/Inf (the annotation is missing there): they are kept,
   with their 2D and 3D set to 0, and ``meta["notes"]`` says so. NaN/Inf in a valid frame is an error.
 
+Sanity (:mod:`harness.data.sanity`, on the valid, finite frames of the raw arrays): the 3D must be in
+millimetres (a file in metres is named as such), with no degenerate skeletons; the 2D in pixels of the
+sequence's image (not already normalised; far outside: a warning, or an error for most frames); a
+test sequence whose ``valid`` flags are all 0 leaves nothing to evaluate and is an error.
+
 Every problem raises :class:`~harness.errors.DataError` with a one-line message naming the file and
-sequence; :func:`scan_3dhp` collects all of them instead (``harness data check``).
+sequence; :func:`scan_3dhp` collects all of them instead (``harness data check``); suspicions are
+logged as warnings and kept in ``meta["warnings"]``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -41,11 +48,14 @@ from typing import Any
 import numpy as np
 
 from harness.camera import normalize_screen_coordinates
+from harness.data import sanity
 from harness.data.base import PoseSet
 from harness.errors import ConfigError, DataError
 from harness.protocols import MPI3DHP_SCENES, MPI3DHP_TEST_SEQUENCES, SCENE_OF_SEQUENCE  # noqa: F401
 from harness.safeio import load_npz
-from harness.skeleton import H36M_FROM_3DHP, MPI3DHP_ROOT
+from harness.skeleton import H36M_FROM_3DHP, H36M_JOINT_NAMES, H36M_PARENTS, MPI3DHP_ROOT
+
+log = logging.getLogger(__name__)
 
 TEST_FILE = "data_test_3dhp.npz"
 TRAIN_FILE = "data_train_3dhp.npz"
@@ -135,6 +145,50 @@ def _check_entry(entry: Any, where: str, with_valid: bool):
     return (d2, d3, valid, finite), problems, notes
 
 
+class _Sanity:
+    """The data-sanity findings of one file (:mod:`harness.data.sanity`): per-entry problems go to
+    ``problems`` at once; the 3D-unit and 2D-pixel findings are grouped into one line per kind for
+    the file by :meth:`finish`."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.units: list[tuple[str, str, str]] = []
+        self.pixel_errors: list[tuple[str, str, str]] = []
+        self.pixel_warnings: list[tuple[str, str, str]] = []
+        self.entries = 0
+
+    def check(self, arrays: tuple, where: str, loc: str, w: int, h: int, with_valid: bool,
+              problems: list[str]) -> None:
+        """``arrays`` as :func:`_check_entry` returns them (2D px, 3D mm, valid, finite). Only valid,
+        finite frames are judged (the others are excluded from metrics)."""
+        d2, d3, valid, finite = arrays
+        self.entries += 1
+        if with_valid:
+            why = sanity.valid_problem(valid)
+            if why is not None:
+                problems.append(f"{where}: {why}")
+                return
+        use = valid & finite
+        if not use.any():
+            return
+        x = d3[:, list(H36M_FROM_3DHP)]  # raw millimetres, H36M joint order
+        why = sanity.degenerate_problem(x, H36M_PARENTS, H36M_JOINT_NAMES, frames=use,
+                                        noun="valid frames" if with_valid else "frames")
+        if why is not None:
+            problems.append(f"{where}: {why}")
+        else:
+            unit = sanity.unit_problem(sanity.median_bone_length(x[use], H36M_PARENTS), "mm")
+            if unit is not None:
+                self.units.append((loc, *unit))
+        for severity, what, detail in sanity.pixel_problems(d2[use], w, h):
+            (self.pixel_errors if severity == "error" else self.pixel_warnings).append((loc, what, detail))
+
+    def finish(self, problems: list[str], warnings: list[str], noun: str) -> None:
+        problems += sanity.group_findings(self.path, self.units, self.entries, noun)
+        problems += sanity.group_findings(self.path, self.pixel_errors, self.entries, noun)
+        warnings += sanity.group_findings(self.path, self.pixel_warnings, self.entries, noun)
+
+
 def _convert(d2: np.ndarray, d3: np.ndarray, finite: np.ndarray, w: int, h: int,
              joint_order: str) -> tuple[np.ndarray, np.ndarray]:
     """px -> normalised 2D, mm -> root-relative metres, non-finite frames -> 0, joint reorder."""
@@ -186,12 +240,15 @@ def _camera_index(key: Any) -> int | None:
 # ----------------------------------------------------------------------------------- the splits
 def _read_test(path: Path, joint_order: str, *, collect: bool = False):
     """Read the test file. ``collect=False``: return a PoseSet or raise at the first problem.
-    ``collect=True``: return ``(parts, rows, problems, notes)`` without raising for content problems."""
+    ``collect=True``: return ``(parts, rows, problems, notes, warnings)`` without raising for content
+    problems."""
     problems: list[str] = []
     notes: list[str] = []
+    warnings: list[str] = []
     rows: list[dict] = []
     parts: list[PoseSet] = []
     resolution: dict[str, list[int]] = {}
+    check = _Sanity(path)
 
     def fail() -> None:
         if problems and not collect:
@@ -213,6 +270,8 @@ def _read_test(path: Path, joint_order: str, *, collect: bool = False):
             continue
         d2, d3, valid, finite = arrays
         w, h = MPI3DHP_TEST_RESOLUTION[seq]
+        check.check(arrays, where, f"sequence '{seq}'", w, h, True, problems)
+        fail()
         p2, p3 = _convert(d2, d3, finite, w, h, joint_order)
         n = len(p3)
         scene = SCENE_OF_SEQUENCE[seq]
@@ -223,18 +282,24 @@ def _read_test(path: Path, joint_order: str, *, collect: bool = False):
             pose_2d=p2, pose_3d=p3,
             subject=np.full(n, seq), action=np.full(n, scene), sequence=np.full(n, seq),
             camera=np.zeros(n, dtype=np.int16), frame=np.arange(n, dtype=np.int32), valid=valid.copy()))
+    check.finish(problems, warnings, "sequences")
     if collect:
-        return parts, rows, problems, notes
-    return PoseSet.concat(parts, meta=_meta(path, "test", joint_order, resolution, notes))
+        return parts, rows, problems, notes, warnings
+    fail()
+    for msg in warnings:
+        log.warning(msg)
+    return PoseSet.concat(parts, meta=_meta(path, "test", joint_order, resolution, notes, warnings))
 
 
 def _read_train(path: Path, joint_order: str, *, collect: bool = False):
     """Like :func:`_read_test` for the train file."""
     problems: list[str] = []
     notes: list[str] = []
+    warnings: list[str] = []
     rows: list[dict] = []
     parts: list[PoseSet] = []
     w, h = MPI3DHP_TRAIN_RESOLUTION
+    check = _Sanity(path)
 
     def fail() -> None:
         if problems and not collect:
@@ -282,6 +347,8 @@ def _read_train(path: Path, joint_order: str, *, collect: bool = False):
             fail()
             if arrays is None:
                 continue
+            check.check(arrays, f"{where} camera {key!r}", f"sequence '{seq}' camera {key!r}", w, h, False, problems)
+            fail()
             d2, d3, _, finite = arrays
             p2, p3 = _convert(d2, d3, finite, w, h, joint_order)
             n = len(p3)
@@ -296,15 +363,23 @@ def _read_train(path: Path, joint_order: str, *, collect: bool = False):
             rows.append({"split": "train", "sequence": str(seq), "scene": "-",
                          "cameras": ",".join(str(c) for c in cam_list), "frames": frames, "valid": frames,
                          "joints": NUM_JOINTS, "resolution": f"{w}x{h}"})
+    check.finish(problems, warnings, "sequence cameras")
     if collect:
-        return parts, rows, problems, notes
-    return PoseSet.concat(parts, meta=_meta(path, "train", joint_order, {"all": [w, h]}, notes))
+        return parts, rows, problems, notes, warnings
+    fail()
+    for msg in warnings:
+        log.warning(msg)
+    return PoseSet.concat(parts, meta=_meta(path, "train", joint_order, {"all": [w, h]}, notes, warnings))
 
 
-def _meta(path: Path, split: str, joint_order: str, resolution: dict, notes: list[str]) -> dict:
-    return {"dataset": "3dhp", "split": split, "file": str(path), "joint_order": joint_order,
+def _meta(path: Path, split: str, joint_order: str, resolution: dict, notes: list[str],
+          warnings: list[str]) -> dict:
+    meta = {"dataset": "3dhp", "split": split, "file": str(path), "joint_order": joint_order,
             "root_joint": 0 if joint_order == "h36m" else MPI3DHP_ROOT, "resolution": resolution,
             "notes": list(notes)}
+    if warnings:
+        meta["warnings"] = list(warnings)
+    return meta
 
 
 def _check_root(data_root: Path | str) -> Path:
@@ -341,13 +416,15 @@ def scan_3dhp(data_root: Path | str) -> dict[str, Any]:
 
     Returns a dict: ``rows`` (one per sequence: split, sequence, scene, cameras, frames, valid,
     joints, resolution), ``files`` (name -> present), ``sequences`` / ``scenes`` (test ones found),
-    ``frames`` / ``valid_frames`` (per split), ``joints``, ``notes`` (e.g. NaN in invalid frames)
-    and ``problems`` (every problem found, each a one-line message naming file and sequence; empty
-    when the folder loads cleanly).
+    ``frames`` / ``valid_frames`` (per split), ``joints``, ``notes`` (e.g. NaN in invalid frames),
+    ``warnings`` (suspicions of :mod:`harness.data.sanity`, e.g. 2D far outside the image) and
+    ``problems`` (every problem found, each a one-line message naming file and sequence; empty when
+    the folder loads cleanly).
     """
     root = _check_root(data_root)
     problems: list[str] = []
     notes: list[str] = []
+    warnings: list[str] = []
     rows: list[dict] = []
     files = {}
     for name, reader in ((TRAIN_FILE, _read_train), (TEST_FILE, _read_test)):
@@ -358,13 +435,14 @@ def scan_3dhp(data_root: Path | str) -> dict[str, Any]:
                 problems.append(f"{path}: file not found (the 3DHP test file is required)")
             continue
         try:
-            _, r, p, n = reader(path, "3dhp", collect=True)
+            _, r, p, n, wn = reader(path, "3dhp", collect=True)
         except DataError as e:  # unreadable / unsafe file as a whole
             problems.append(str(e))
             continue
         rows += r
         problems += p
         notes += n
+        warnings += wn
     test_rows = [r for r in rows if r["split"] == "test"]
     scenes = [s for s, seqs in MPI3DHP_SCENES.items() if any(r["sequence"] in seqs for r in test_rows)]
     splits = [s for s, name in (("train", TRAIN_FILE), ("test", TEST_FILE)) if files[name]]
@@ -379,5 +457,6 @@ def scan_3dhp(data_root: Path | str) -> dict[str, Any]:
         "valid_frames": valid,
         "joints": NUM_JOINTS,
         "notes": notes,
+        "warnings": warnings,
         "problems": problems,
     }
