@@ -64,7 +64,8 @@ def _benchmark_files(benchmark: str, root: Path, keypoints: str, own_train: bool
         return files
     from harness.data.mpi3dhp import TEST_FILE, TRAIN_FILE
 
-    return [root / TEST_FILE] + ([root / TRAIN_FILE] if own_train and (root / TRAIN_FILE).is_file() else [])
+    # a missing file is the loader's to report (its message says which file the benchmark needs)
+    return [p for p in ([root / TEST_FILE] + ([root / TRAIN_FILE] if own_train else [])) if p.is_file()]
 
 
 def data_sources(cfg: Config) -> list[tuple[str, Path]]:

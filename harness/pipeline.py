@@ -55,24 +55,24 @@ def run(cfg: Config, out: Path, progress: ProgressFn | None = None, data: dict[s
 
     ident = run_identity(cfg)
     run_dir = Path(out) / run_name(cfg, ident)
+    if data is None and not is_done(cfg, out, ident):
+        data = load_data(cfg)  # bad data is refused before the run folder exists
     with folder_lock(run_dir, blocking=blocking):
         if is_done(cfg, out, ident):
             return run_dir
         note = stale_note(cfg, out, ident)
         if note and progress:
             progress({"stage": "note", "text": note})
-        return _run(cfg, Path(out), run_dir, progress, data, ident)
+        return _run(cfg, Path(out), run_dir, progress, data if data is not None else load_data(cfg), ident)
 
 
-def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, data: dict[str, PoseSet] | None,
+def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, data: dict[str, PoseSet],
          ident: dict[str, Any]) -> Path:
     t_start = time.perf_counter()
     device = select_device(cfg.device)
     write_json(run_dir / "config.json", cfg.to_dict())
     lifter_folder = lifter_dir(cfg, out)
     write_json(run_dir / "identity.json", {**ident, "lifter": lifter_folder.name})
-    if data is None:
-        data = load_data(cfg)
     lifter_preds = train_lifter(cfg, data, out, device, progress, folder=lifter_folder)
     noise_model = build_noise_for(cfg, data, lifter_preds, out)
     write_json(run_dir / "noise.json", noise_model.to_dict())

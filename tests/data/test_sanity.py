@@ -387,9 +387,6 @@ def test_h36m_train_refuses_before_training(h36m_dir, tmp_path, harness_cache, n
     assert set(harness_cache.rglob("*.h5")) == cached, "a refused load must not be cached"
 
 
-@pytest.mark.xfail(reason="pipeline.run takes the run folder's lock and writes config.json and identity.json "
-                          "before load_data (harness/pipeline.py, not this change): the data checks stop the run "
-                          "before any training, but those files remain", strict=False)
 def test_h36m_train_refusal_leaves_no_run_folder(h36m_dir, tmp_path, harness_cache, no_kernel_build):
     _millimetres(h36m_dir)
     out = tmp_path / "runs"
