@@ -27,9 +27,14 @@ def test_train_on_is_in_the_config_and_lifter_hash():
     assert own.train_on is None
     assert own.hash() == own.hash([k for k in own.to_dict() if k != "train_on"])
     assert cross.hash() != cross.hash([k for k in cross.to_dict() if k != "train_on"])
-    assert run_name(cross) == f"3dhp_from_h36m-full-gaussian-seed0-{cross.hash()}"
-    assert run_name(own) == f"3dhp-full-gaussian-seed0-{own.hash()}"
-    assert lifter_dir(cross, "out").name == f"lifter-3dhp_from_h36m-seed0-{cross.lifter_hash()}"
+    from harness.identity import identity_hash, lifter_identity, run_identity
+
+    assert run_name(cross) == f"3dhp_from_h36m-full-gaussian-seed0-{identity_hash(run_identity(cross))}"
+    assert run_name(own) == f"3dhp-full-gaussian-seed0-{identity_hash(run_identity(own))}"
+    assert lifter_dir(cross, "out").name == f"lifter-3dhp_from_h36m-seed0-{identity_hash(lifter_identity(cross))}"
+    # the cross-dataset run reads the H36M files for training and only the 3DHP test file
+    assert sorted(run_identity(cross)["data"]) == ["3dhp/data_test_3dhp.npz", "h36m/cameras.h5",
+                                                   "h36m/data_3d_h36m.npz"]
 
 
 def test_invalid_train_on_is_a_one_line_config_error():
@@ -132,7 +137,7 @@ def test_tiny_cross_dataset_run(tmp_path, cross_cfg):
     assert res["data"]["train_frames"] == len(data["train"]) and res["data"]["test_frames"] == len(data["test"])
     assert set(np.unique(data["train"].subject)) == {"S1", "S5", "S6", "S7", "S8"}
     (lifter,) = (tmp_path / "shared").glob("lifter-3dhp_from_h36m-seed0-*")
-    assert lifter.name.endswith(cross_cfg.lifter_hash())
+    assert lifter.name == json.loads((run_dir / "identity.json").read_text())["lifter"]
     assert list(lifter.glob("gmm-*.json"))  # the GMM noise is fitted on the (H36M) training split
     for model in ("diffusion", "lifter"):
         m = res["metrics"][model]
