@@ -524,14 +524,24 @@ def ablate_cmd(
 
 
 def _write_tables(results_dir: Path, out: Path | None = None) -> None:
-    """Write the report of a results set (:func:`harness.report.write_report`) and print its summary."""
-    from harness.report import write_report
-    from harness.report.tables import summary_rich, summary_table
+    """Write the report of a results set (results.csv from run folders, tables, figures) as one set,
+    swapped into place whole (:func:`harness.report.tables.write_table_set`), and print its summary."""
+    from harness.errors import DataError
+    from harness.report.results import collect, read_tidy
+    from harness.report.tables import summary_rich, summary_table, write_table_set
 
-    df, paths = write_report(results_dir, out)
+    results_dir = Path(results_dir)
+    from_csv = results_dir.is_file()
+    df = read_tidy(results_dir) if from_csv else collect(results_dir)
+    if df.empty:
+        raise DataError(f"{results_dir}: no finished runs (no */metrics.json)")
+    runs_dir = results_dir.parent if from_csv else results_dir
+    out_dir = Path(out) if out is not None else runs_dir / "tables"
+    paths = write_table_set(df, out_dir, runs_dir=runs_dir, tidy=not from_csv,
+                            keep=[results_dir] if from_csv else [])
     console.print(summary_rich(summary_table(df), title=f"{df['run'].nunique()} runs"))
     for p in paths:
-        console.print(f"wrote {p}", highlight=False)
+        console.print(f"wrote {escape(str(p))}", highlight=False, soft_wrap=True)
 
 
 @app.command("tables")
@@ -553,29 +563,46 @@ def check_cmd(
     abs_tolerance: float = typer.Option(0.1, "--abs-tolerance", min=0.0, help="Allowed absolute worsening (mm / %)."),
     update: bool = typer.Option(False, "--update", help="Write the results as the new baseline instead of checking."),
 ) -> None:
-    """Compare a results set with a baseline; exit 1 naming every metric that got worse beyond tolerance."""
-    from harness.report.check import compare, metric_keys, read_baseline, write_baseline
-    from harness.runs import git_commit
-    from harness.errors import DataError
-    from harness.report.results import collect
+    """Compare a results set with a baseline; exit 1 naming every run and metric that got worse beyond
+    tolerance, is missing on either side, or is not a finite, plausible number (harness/report/check.py)."""
+    import math
 
-    df = collect(results_dir)
-    if df.empty:
+    from harness.errors import ConfigError, DataError
+    from harness.report.check import (baseline_problems, check_runs, metric_keys, read_baseline, run_metric_keys,
+                                      write_baseline)
+    from harness.report.results import collect, unfinished_runs
+    from harness.runs import git_commit
+
+    for name, value in (("--tolerance", tolerance), ("--abs-tolerance", abs_tolerance)):
+        if not math.isfinite(value):
+            raise ConfigError(f"{name}: expected a finite number >= 0, got {value}")
+    df = collect(results_dir)  # a metrics.json that is not UTF-8 JSON of the expected shape: one line
+    unfinished = unfinished_runs(results_dir)
+    if df.empty and not unfinished:
         raise DataError(f"{results_dir}: no finished runs to check")
-    results = metric_keys(df)
+    runs = run_metric_keys(df)
     if update:
+        problems = baseline_problems(runs, unfinished)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise DataError(f"{baseline}: not written: {problems[0]}{more}; a baseline holds finite, plausible "
+                            f"numbers of finished runs only")
+        results = metric_keys(df)
         profiles = sorted(set(df["profile"]))
         path = write_baseline(baseline, results, ",".join(profiles), git_commit())
         console.print(f"wrote baseline {path} ({len(results)} metrics)", highlight=False)
         return
     base = read_baseline(baseline)["metrics"]
-    bad = compare(results, base, rel_tol=tolerance, abs_tol=abs_tolerance)
-    if bad:
-        err_console.print(f"[bold red]{len(bad)} of {len(base)} metric(s) worse than {baseline}:[/]", highlight=False)
-        for f in bad:
-            err_console.print(f"  - {f}", highlight=False, soft_wrap=True)
+    rep = check_runs(runs, base, rel_tol=tolerance, abs_tol=abs_tolerance, unfinished=unfinished)
+    for note in rep.notes:
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)
+    if rep.failures:
+        err_console.print(f"[bold red]{len(rep.failures)} problem(s) against {escape(str(baseline))} "
+                          f"({rep.worse} of {len(base)} metric(s) worse):[/]", highlight=False, soft_wrap=True)
+        for f in rep.failures:
+            err_console.print(f"  - {escape(str(f))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    console.print(f"[green]ok[/]: {len(base)} metrics within tolerance of {baseline}", highlight=False)
+    console.print(f"[green]ok[/]: {len(base)} metrics within tolerance of {escape(str(baseline))}", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------- bench

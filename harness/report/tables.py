@@ -19,7 +19,9 @@ A builder returns a DataFrame of display strings (index: the row labels) whose `
 :func:`to_latex` render it (tabulate via ``DataFrame.to_markdown``; booktabs via ``Styler.to_latex``).
 A results set holding several input settings (benchmark x 2D keypoints x synthetic/real) is split by
 :func:`split_settings`, one table per setting; a builder given several raises :class:`DataError`.
-:func:`write_tables` writes everything (atomically) and the plots of :mod:`harness.report.plots`.
+:func:`write_tables` writes everything (atomically) and the plots of :mod:`harness.report.plots`;
+:func:`write_table_set` (``harness tables``) writes the whole set, ``results.csv`` included, into a
+temporary sibling folder and swaps it into place, so that the folder is always a complete set.
 """
 
 from __future__ import annotations
@@ -613,3 +615,147 @@ def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
             if p is not None:
                 paths.append(p)
     return paths
+
+
+# ------------------------------------------------------------------------------------ the table set
+# What a table set folder holds (results.csv, *.md, *.tex, *.png, and temporary files of an older
+# version's writers, killed midway: hidden names with these suffixes). A folder holding anything else
+# is not replaced.
+SET_SUFFIXES = (".csv", ".md", ".tex", ".png")
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the folders ``a`` and ``b`` in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False
+    where the system or the file system cannot (the caller falls back to two renames)."""
+    import ctypes
+    import errno
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(_AT_FDCWD, os.fsencode(str(a)), _AT_FDCWD, os.fsencode(str(b)), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _check_set_folder(out_dir: Path) -> None:
+    """Refuse to replace ``out_dir`` unless it is a table set (only :data:`SET_SUFFIXES` files)."""
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        raise DataError(f"{out_dir}: not a folder; the tables are written as a folder of their own")
+    for entry in sorted(out_dir.iterdir()):
+        if entry.is_symlink() or not entry.is_file() or entry.suffix not in SET_SUFFIXES:
+            raise DataError(f"{out_dir}: holds {entry.name}, which `harness tables` does not write; the table "
+                            f"set replaces the whole folder: give --out a folder of its own")
+
+
+def _recover(out_dir: Path) -> None:
+    """Clean up after a writer killed midway: with ``out_dir`` gone between its two renames, the old set
+    (``.<name>-old-*``) goes back into place; leftover temporary folders are removed."""
+    import glob
+    import shutil
+
+    parent, name = out_dir.parent, glob.escape(out_dir.name)
+    olds = sorted(parent.glob(f".{name}-old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not out_dir.exists():
+        olds[-1].rename(out_dir)
+        olds = olds[:-1]
+    for leftover in olds + sorted(parent.glob(f".{name}-tmp-*")):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def write_table_set(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
+                    references: Sequence[dict[str, Any]] | None = None, tidy: bool = True,
+                    keep: Sequence[Path] = ()) -> list[Path]:
+    """The whole report of a results set as one folder ``out_dir``: ``results.csv`` (``tidy``: the tidy
+    table ``df`` as given), and :func:`write_tables`' tables and figures.
+
+    Everything is written into a temporary sibling folder ``<parent>/.<name>-tmp-XXXX``, which then
+    takes the place of ``out_dir`` (swapped in one step where Linux can, else the old set is renamed to
+    ``.<name>-old-XXXX``, the new one to ``<name>``, and the old one removed). At any instant
+    ``out_dir`` is the complete old set or the complete new one; a failure leaves the old set as it
+    was and no temporary folder; one killed midway leaves a hidden folder beside it, which the next
+    run removes (or, killed between the two renames, puts back in place). ``keep``: files inside
+    ``out_dir`` to carry over unchanged (e.g. a results CSV the tables are made from). A folder
+    holding anything but a table set (:data:`SET_SUFFIXES` files) is refused, nothing written. An
+    OS error while writing (a full disk) is one line (:class:`DataError`), the old set kept.
+    Returns the paths of the new set (under ``out_dir``)."""
+    import shutil
+    import tempfile
+
+    from harness.locks import file_lock
+    from harness.report.results import write_tidy
+
+    out_dir = Path(out_dir)
+    if not out_dir.name or out_dir.name in (".", ".."):
+        out_dir = out_dir.resolve()
+    if normalise(df).empty:
+        raise DataError("no finished runs in the results: nothing to tabulate")
+    parent, name = out_dir.parent, out_dir.name
+    parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(parent / f".{name}.lock"):
+        _recover(out_dir)
+        _check_set_folder(out_dir)
+        carried = []
+        for k in keep:
+            k = Path(k)
+            if k.is_file() and k.resolve().parent == out_dir.resolve():
+                carried.append(k)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-tmp-", dir=parent))
+        try:
+            tmp.chmod(0o777 & ~_umask())
+            written: list[Path] = []
+            for k in carried:
+                shutil.copy2(k, tmp / k.name)
+                written.append(tmp / k.name)
+            if tidy:
+                written.append(write_tidy(df, tmp / "results.csv"))
+            written += write_tables(df, tmp, runs_dir=runs_dir, references=references)
+            if out_dir.exists():
+                if not _exchange(tmp, out_dir):
+                    old = Path(tempfile.mkdtemp(prefix=f".{name}-old-", dir=parent))
+                    old.rmdir()
+                    out_dir.rename(old)
+                    try:
+                        tmp.rename(out_dir)
+                    except BaseException:
+                        old.rename(out_dir)  # the old set back in place
+                        raise
+                    tmp = old
+                shutil.rmtree(tmp, ignore_errors=True)  # now the old set
+            else:
+                tmp.rename(out_dir)
+        except BaseException as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError) and not isinstance(e, PermissionError):  # e.g. a full disk
+                where = Path(e.filename) if e.filename else out_dir
+                if where.parent == tmp:  # name the file of the set, not its temporary folder
+                    where = out_dir / where.name
+                raise DataError(f"{where}: {e.strerror or e}; the tables were not replaced (the previous set, if "
+                                f"any, is kept in {out_dir})") from None
+            raise
+    return [out_dir / p.name for p in written]
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

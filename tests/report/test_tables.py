@@ -3,6 +3,7 @@ by hand (means, sample std over seeds, bold on the right cell, differences to th
 
 from __future__ import annotations
 
+import errno
 import math
 import re
 
@@ -553,3 +554,148 @@ def test_write_tables_files(h36m_df, tmp_path):
     # Only H36M: no 3dhp files.
     paths = T.write_tables(h36m_df, tmp_path / "only")
     assert "3dhp.md" not in [p.name for p in paths]
+
+
+# ------------------------------------------------------------------- the table set, swapped in whole
+def _results(tmp_path, with_3dhp=True):
+    from tests.report.test_check import _fake_run
+
+    res = tmp_path / "res"
+    _fake_run(res, "h36m-full", "h36m", "full", 50.0)
+    if with_3dhp:
+        _fake_run(res, "3dhp-full", "3dhp", "full", 80.0)
+    return res
+
+
+def _tables(*args):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    return CliRunner().invoke(app, ["tables", *map(str, args)])
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _leftovers(res):
+    return sorted(p.name for p in res.iterdir() if p.name.startswith(".tables-"))
+
+
+SET = ["3dhp.md", "3dhp.tex", "ablation.md", "ablation.tex", "h36m_p1.md", "h36m_p1.tex", "h36m_p1_by_action.png",
+       "h36m_p2.md", "h36m_p2.tex", "results.csv"]
+
+
+def test_tables_failure_midway_leaves_the_old_set_intact(tmp_path, monkeypatch):
+    from harness.report import plots
+
+    res = _results(tmp_path)
+    r = _tables(res)
+    assert r.exit_code == 0, r.output
+    old = _snapshot(res / "tables")
+    assert sorted(old) == SET
+    # New numbers, then the PNG writer fails after the CSV and every table of the new set are written.
+    (res / "h36m-full" / "metrics.json").write_text(
+        (res / "h36m-full" / "metrics.json").read_text().replace("50.0", "47.5"))
+
+    seen = []
+
+    def boom(df, path, **k):
+        seen.append(path)
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(plots, "plot_h36m_by_action", boom)
+    r = _tables(res)
+    assert r.exit_code == 2
+    assert r.output.strip() == (f"error: {res / 'tables' / 'h36m_p1_by_action.png'}: No space left on device; the "
+                                f"tables were not replaced (the previous set, if any, is kept in {res / 'tables'})")
+    assert seen[0].parent.name.startswith(".tables-tmp-")  # the new set was being written beside tables/
+    assert _snapshot(res / "tables") == old  # the complete old set, unchanged bytes
+    assert _leftovers(res) == []  # no temporary folder beside it, no temporary file inside it
+    # Any other exception (a bug, a signal turned KeyboardInterrupt) too.
+    monkeypatch.setattr(plots, "plot_h36m_by_action", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    r = _tables(res)
+    assert r.exit_code == 130
+    assert _snapshot(res / "tables") == old and _leftovers(res) == []
+
+
+def test_tables_success_replaces_the_whole_set(tmp_path):
+    res = _results(tmp_path)
+    assert _tables(res).exit_code == 0
+    old = _snapshot(res / "tables")
+    inodes = {p.name: p.stat().st_ino for p in (res / "tables").iterdir()}
+    # The 3DHP run is gone and the H36M one has new numbers: its tables are new, the 3DHP ones removed.
+    import shutil
+
+    shutil.rmtree(res / "3dhp-full")
+    (res / "h36m-full" / "metrics.json").write_text(
+        (res / "h36m-full" / "metrics.json").read_text().replace("50.0", "47.5"))
+    r = _tables(res)
+    assert r.exit_code == 0, r.output
+    new = _snapshot(res / "tables")
+    assert sorted(new) == ["ablation.md", "ablation.tex", "h36m_p1.md", "h36m_p1.tex", "h36m_p1_by_action.png",
+                           "h36m_p2.md", "h36m_p2.tex", "results.csv"]
+    assert all((res / "tables" / n).stat().st_ino != inodes[n] for n in new)  # every file is the new set's
+    assert [n for n in new if new[n] == old[n]] == ["h36m_p2.md", "h36m_p2.tex"]  # only P1 changed
+    assert "47.5" in new["h36m_p1.md"].decode() and "3dhp" not in new["results.csv"].decode()
+    assert _leftovers(res) == []
+    assert f"wrote {res / 'tables' / 'results.csv'}" in r.output  # the paths of the set in place
+
+
+def test_tables_two_renames_where_no_atomic_exchange(tmp_path, monkeypatch):
+    res = _results(tmp_path, with_3dhp=False)
+    assert _tables(res).exit_code == 0
+    old = _snapshot(res / "tables")
+    monkeypatch.setattr(T, "_exchange", lambda a, b: False)
+    (res / "h36m-full" / "metrics.json").write_text(
+        (res / "h36m-full" / "metrics.json").read_text().replace("50.0", "47.5"))
+    assert _tables(res).exit_code == 0
+    new = _snapshot(res / "tables")
+    assert sorted(new) == sorted(old) and new["h36m_p1.md"] != old["h36m_p1.md"] and _leftovers(res) == []
+
+
+def test_tables_killed_midway_leftovers_are_cleaned_next_run(tmp_path, monkeypatch):
+    from harness.report import plots
+
+    res = _results(tmp_path, with_3dhp=False)
+    assert _tables(res).exit_code == 0
+    old = _snapshot(res / "tables")
+    # A run killed while writing (its temporary folder, half a set) ...
+    (res / ".tables-tmp-k1ll3d").mkdir()
+    (res / ".tables-tmp-k1ll3d" / "results.csv").write_text("half")
+    assert _tables(res).exit_code == 0
+    assert _leftovers(res) == [] and sorted(_snapshot(res / "tables")) == sorted(old)
+    # ... and one killed between its two renames: tables/ gone, the old set beside it, the new one unfinished.
+    (res / "tables").rename(res / ".tables-old-k1ll3d")
+    (res / ".tables-tmp-x").mkdir()
+    monkeypatch.setattr(plots, "plot_h36m_by_action", lambda *a, **k: (_ for _ in ()).throw(DataError("no plot")))
+    assert _tables(res).exit_code == 2
+    assert _snapshot(res / "tables") == old and _leftovers(res) == []  # the old set is back in place
+
+
+def test_tables_refuse_a_folder_that_is_not_a_table_set(tmp_path):
+    res = _results(tmp_path, with_3dhp=False)
+    before = sorted(p.relative_to(res) for p in res.rglob("*"))
+    r = _tables(res, "--out", res)  # the results folder itself: its run folders would be swapped away
+    assert r.exit_code == 2
+    assert r.output.strip() == (f"error: {res}: holds h36m-full, which `harness tables` does not write; the table set "
+                                "replaces the whole folder: give --out a folder of its own")
+    assert sorted(p.relative_to(res) for p in res.rglob("*") if not p.name.startswith(".res")) == before
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "README.txt").write_text("mine")
+    r = _tables(res, "--out", notes)
+    assert r.exit_code == 2 and "holds README.txt" in r.output
+    assert [p.name for p in notes.iterdir()] == ["README.txt"]
+
+
+def test_tables_from_a_csv_inside_the_set_keeps_it(tmp_path):
+    res = _results(tmp_path, with_3dhp=False)
+    assert _tables(res).exit_code == 0
+    csv = res / "tables" / "results.csv"
+    data = csv.read_bytes()
+    (res / "tables" / "h36m_p1.md").write_text("stale")
+    r = _tables(csv, "--out", res / "tables")
+    assert r.exit_code == 0, r.output
+    assert csv.read_bytes() == data and (res / "tables" / "h36m_p1.md").read_text() != "stale"
