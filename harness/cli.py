@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import HarnessError
+from harness.guards import cleans_up
 from harness.protocols import BENCHMARKS
 from harness.variants import GRID_NOISES, NOISES, VARIANTS
 
@@ -76,11 +77,12 @@ def data_synth(
     out: Path = typer.Option(..., "--out", help="Folder to write the files into."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (the files are deterministic for a seed)."),
 ) -> None:
-    """Write a synthetic benchmark in exactly the real files' layout."""
+    """Write a synthetic benchmark in exactly the real files' layout (never into a folder of real data)."""
     import time
 
-    from harness.data.synth import synth_3dhp, synth_h36m
+    from harness.data.synth import check_synth_target, synth_3dhp, synth_h36m
 
+    check_synth_target(out)  # a folder holding real data files: refused, nothing written
     t0 = time.perf_counter()
     paths = (synth_h36m if benchmark.value == "h36m" else synth_3dhp)(out, seed=seed)
     for p in paths:
@@ -98,7 +100,10 @@ def data_prepare(
 ) -> None:
     """Derive the ground-truth 2D file from the 3D and the cameras (VideoPose3D's prepare step)."""
     from harness.data.h36m import prepare_gt_2d
+    from harness.guards import check_data_root, check_out
 
+    check_data_root(data_root)
+    check_out(out, what="output folder")  # --out may be the data root itself (the file goes beside the 3D)
     path = prepare_gt_2d(data_root, out, joints=joints)
     console.print(f"wrote {path}", highlight=False)
 
@@ -143,7 +148,14 @@ def data_gmm(
 ) -> None:
     """Write DiffPose's per-frame GMM 2D layout (frames x 17 x kernels x [w, mu_u, mu_v, s_u, s_v])."""
     from harness.data.gmm2d import build_gmm_2d, write_gmm_2d_npz
+    from harness.data.h36m import H36M_3D_FILE, H36M_CAMERAS_FILE, h36m_2d_filename
+    from harness.guards import check_data_root, check_keypoints, check_not_input, check_out
 
+    check_data_root(data_root)
+    check_keypoints(keypoints)
+    check_out(out, kind="file")  # beside the detections is where DiffPose reads it: no data-root rule here
+    check_not_input(out, [data_root / h36m_2d_filename(keypoints), data_root / H36M_3D_FILE,
+                          data_root / H36M_CAMERAS_FILE])
     positions_2d, metadata = build_gmm_2d(data_root, keypoints, kernels=kernels, seed=seed)
     write_gmm_2d_npz(out, positions_2d, metadata)
     console.print(f"wrote {out} ({kernels} kernels per joint)", highlight=False)
@@ -279,6 +291,7 @@ _RECIPE_HELP = ("How to train and evaluate: harness (this project's defaults), r
 
 @app.command("train")
 @handle_errors
+@cleans_up("out")
 def train_cmd(
     variant: str = typer.Option("full", "--variant", help=f"{_ALL_VARIANTS.replace(',', ', ')}."),
     noise: str = typer.Option("gaussian", "--noise", help=f"{_ALL_NOISES.replace(',', ', ')}."),
@@ -299,10 +312,14 @@ def train_cmd(
 ) -> None:
     """Train one variant (the shared lifter first, reused if present) and evaluate it."""
     from harness.config import resolve_config
+    from harness.guards import check_options
     from harness.pipeline import run
     from harness.runs import check_writable
     from harness.safeio import read_json
 
+    check_options(device=device, precision=precision, profile=profile, recipe=recipe, keypoints=keypoints,
+                  variant=variant, noise=noise, seed=seed, epochs=epochs, hypotheses=hypotheses,
+                  data_root=data_root, out=out)
     cfg = resolve_config(profile, {"variant": variant, "noise": noise, "benchmark": benchmark.value,
                                    "train_on": train_on,
                                    "data_root": str(data_root) if data_root else None, "keypoints": keypoints,
@@ -322,6 +339,7 @@ def train_cmd(
 
 @app.command("import-weights")
 @handle_errors
+@cleans_up("out")
 def import_weights_cmd(
     denoiser: Path = typer.Option(..., "--denoiser", help="Released denoiser checkpoint (.pth)."),
     out: Path = typer.Option(..., "--out", help="The run folder to create (must not exist, or be empty)."),
@@ -334,8 +352,10 @@ def import_weights_cmd(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Data folder `eval` uses (default: synthetic)."),
 ) -> None:
     """Import released weights (monoMotionDiff DiffModel, DiffPose GCNdiff, DiffPose's lifter) as a run folder."""
+    from harness.guards import check_options
     from harness.weights import FORMATS, import_weights
 
+    check_options(keypoints=keypoints, data_root=data_root, out=out)
     if fmt is not None and fmt not in FORMATS:
         raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
     run_dir = import_weights(denoiser, out, lifter=lifter, fmt=fmt, ema=ema, n_head=n_head,
@@ -378,8 +398,10 @@ def eval_cmd(
                                             help="Sample in fp32 or bf16 (default: the run's own)."),
 ) -> None:
     """Re-evaluate a trained run from its checkpoint into eval-<precision>.json (never its training results)."""
+    from harness.guards import check_options
     from harness.pipeline import evaluate_run
 
+    check_options(device=device, precision=precision)
     result = evaluate_run(run_dir, device=device, progress=_progress_printer(), precision=precision)
     print_metrics(result)
     if "path" in result:
@@ -398,6 +420,7 @@ def _csv(text: str, option: str) -> list[str]:
 
 @app.command("ablate")
 @handle_errors
+@cleans_up("out")
 def ablate_cmd(
     variants: str = typer.Option(_ALL_VARIANTS, "--variants", help="Comma-separated variants."),
     noises: str = typer.Option(_GRID_NOISES, "--noises", help="Comma-separated noise models."),
@@ -422,14 +445,14 @@ def ablate_cmd(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from harness.ablate import Shard, plan, run_grid
+    from harness.guards import check_options, parse_ints
     from harness.runs import check_writable, is_done, run_name
 
-    try:
-        seed_list = [int(s) for s in _csv(seeds, "--seeds")]
-    except ValueError:
-        from harness.errors import ConfigError
-
-        raise ConfigError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
+    seed_list = parse_ints(seeds, "--seeds")
+    check_options(device=device, profile=profile, recipe=recipe, keypoints=keypoints,
+                  variants=_csv(variants, "--variants"), noises=_csv(noises, "--noises"),
+                  benchmarks=_csv(benchmarks, "--benchmarks"), seeds=seed_list, epochs=epochs,
+                  data_root=data_root, out=out)
     overrides = {"data_root": str(data_root) if data_root else None, "keypoints": keypoints, "device": device,
                  "epochs": epochs, "train_on": train_on, "recipe": recipe}
     cfgs = plan(_csv(variants, "--variants"), _csv(noises, "--noises"), _csv(benchmarks, "--benchmarks"),
@@ -608,6 +631,7 @@ def check_cmd(
 # ---------------------------------------------------------------------------------------- bench
 @app.command("bench")
 @handle_errors
+@cleans_up("out")
 def bench_cmd(
     variant: str = typer.Option(_ALL_VARIANTS, "--variant", help="Comma-separated variants."),
     batch: int = typer.Option(1024, "--batch", min=2, help="Poses per training step and per pass."),
@@ -627,12 +651,10 @@ def bench_cmd(
 ) -> None:
     """Training samples/s, denoiser and end-to-end poses/s and peak memory per variant."""
     from harness.bench import print_table, run_bench
-    from harness.errors import ConfigError
+    from harness.guards import check_options, parse_ints
 
-    try:
-        hyps = [int(h) for h in _csv(hypotheses, "--hypotheses")]
-    except ValueError:
-        raise ConfigError(f"--hypotheses: expected comma-separated integers, got {hypotheses!r}") from None
+    hyps = parse_ints(hypotheses, "--hypotheses")
+    check_options(device=device, precision=precision, variant=_csv(variant, "--variant"), hypotheses=hyps, out=out)
     res = run_bench(_csv(variant, "--variant"), batch=batch, device=device, precision=precision,
                     hypotheses=hyps, out_dir=out, implementations=_csv(impl, "--impl"),
                     compile_mode=compile_mode, hid_dim=hid_dim, num_layers=num_layers, n_head=n_head,

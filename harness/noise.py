@@ -467,16 +467,30 @@ def build_noise(name: str, **kw):
     raise ConfigError(f"noise: unknown name '{name}' (valid: {', '.join(NOISE_NAMES)})")
 
 
-def noise_from_dict(d: dict[str, Any]):
-    """Rebuild a noise model from its ``to_dict()``."""
-    name = d.get("name") if isinstance(d, dict) else None
-    if name == "gaussian":
-        return GaussianNoise.from_dict(d)
-    if name == "gmm":
-        return GMMNoise.from_dict(d)
-    if name == "kernels":
-        return KernelNoise.from_dict(d)
-    raise ConfigError(f"noise state: unknown name '{name}' (valid: {', '.join(NOISE_NAMES)})")
+def noise_from_dict(d: dict[str, Any], source: str | None = None):
+    """Rebuild a noise model from its ``to_dict()``. A malformed state (not a dict, unknown name, values
+    of the wrong type or shape, a covariance that is not positive definite) is one :class:`DataError`
+    line, prefixed with ``source`` (e.g. ``"<run>/checkpoint.pt: noise entry"``) when given."""
+    from harness.errors import HarnessError
+
+    where = f"{source}: " if source else ""
+    if not isinstance(d, dict):
+        raise DataError(f"{where}noise state: expected a dict, got {type(d).__name__}")
+    name = d.get("name")
+    builders = {"gaussian": GaussianNoise, "gmm": GMMNoise, "kernels": KernelNoise}
+    if not isinstance(name, str) or name not in builders:
+        raise DataError(f"{where}noise state: unknown name {name!r} (valid: {', '.join(NOISE_NAMES)})")
+    for key in ("num_joints", "scale"):
+        v = d.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise DataError(f"{where}noise state: '{key}' must be a number, got {type(v).__name__}")
+    try:
+        return builders[name].from_dict(d)
+    except HarnessError as e:
+        raise DataError(f"{where}{e}") from None
+    except (ValueError, TypeError, KeyError, OverflowError, np.linalg.LinAlgError) as e:
+        raise DataError(f"{where}{name} noise state is malformed ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
 
 
 # --------------------------------------------------------------------------- the noise of a run

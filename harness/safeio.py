@@ -307,7 +307,12 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     POSIX), on failure removed. Nothing half-written is ever left at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    except OSError as e:
+        if _is_disk_full(e):  # no inode or block left for the temporary file
+            raise _disk_full_error(path) from None
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -316,10 +321,38 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as e:  # a full disk (or quota) while writing or renaming: one line, the old file kept
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        if _is_disk_full(e):
+            raise _disk_full_error(path) from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _is_disk_full(e: OSError) -> bool:
+    """ENOSPC or EDQUOT (also when only the message says so, as h5py's errors do)."""
+    import errno
+
+    return e.errno in (errno.ENOSPC, errno.EDQUOT) or any(
+        m in str(e) for m in ("No space left on device", "Disk quota exceeded"))
+
+
+def _disk_full_error(path: Path):
+    """The one line for a write that filled the disk: ``<path>: disk full while writing (N MB free); ...``."""
+    import shutil
+
+    from harness.errors import HarnessError
+
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 1e6:.0f}"
+    except OSError:
+        free = "?"
+    kept = "the previous file is kept" if path.exists() else "nothing was written"
+    return HarnessError(f"{path}: disk full while writing ({free} MB free); {kept}")
 
 
 def save_npz(path: str | Path, compressed: bool = True, **arrays: Any) -> None:

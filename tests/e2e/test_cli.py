@@ -116,7 +116,7 @@ def test_bench_command_writes_json_and_table(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("bench", "--variant", "nope"), "'nope': unknown; valid: baseline, cag, cce, full"),
+    (("bench", "--variant", "nope"), "--variant: unknown variant 'nope'; valid: baseline, cce, cag, full"),  # as train's
     (("bench", "--precision", "fp8"), "--precision 'fp8': must be one of fp32, bf16"),
     (("bench", "--device", "tpu"), "--device 'tpu': must be one of auto, cpu, cuda"),
     (("bench", "--hid-dim", "15", "--heads", "4"), "--hid-dim 15: must be a multiple of --heads (4)"),

@@ -58,5 +58,5 @@ from harness.data.synth.writer import (DEFAULT_3DHP_TEST_FRAMES, DEFAULT_3DHP_TR
                                        DEFAULT_3DHP_TRAIN_FPS, DEFAULT_3DHP_TRAIN_FRAMES, DEFAULT_3DHP_TRAIN_SEQS,
                                        DEFAULT_3DHP_TRAIN_SUBJECTS, DEFAULT_DETECTOR, DEFAULT_H36M_FPS,
                                        DEFAULT_H36M_FRAMES, FORMAT_VERSION, H36M_METADATA, MARKER_FILE,
-                                       MPI3DHP_CAMERA_SET, MPI3DHP_TEST_FPS, _quantize, h36m_bodies, is_synthetic,
-                                       mark_synthetic, synth_3dhp, synth_h36m)
+                                       MPI3DHP_CAMERA_SET, MPI3DHP_TEST_FPS, _quantize, check_synth_target,
+                                       h36m_bodies, is_synthetic, mark_synthetic, synth_3dhp, synth_h36m)

@@ -81,6 +81,7 @@ def synth_h36m(out: str | Path, seed: int = 0, frames: int = DEFAULT_H36M_FRAMES
         raise ConfigError(f"synth_h36m: invalid detector name {detector_name!r}")
     noise = noise or DetectorNoise()
     out = Path(out)
+    check_synth_target(out)
     out.mkdir(parents=True, exist_ok=True)
     bodies = h36m_bodies(seed)
     cams = h36m_cameras(seed)
@@ -160,6 +161,7 @@ def synth_3dhp(out: str | Path, seed: int = 0, test_frames: int = DEFAULT_3DHP_T
         raise ConfigError("synth_3dhp: train_subjects must be 1..8, train_seqs 1..2, "
                           f"train_cameras 1..{len(MPI3DHP_CAMERA_SET)}")
     out = Path(out)
+    check_synth_target(out)
     out.mkdir(parents=True, exist_ok=True)
     people = _bodies(seed, _TAG_3DHP_BODY, 6 + 8)
     test = {}
@@ -213,3 +215,26 @@ def mark_synthetic(out: Path, benchmark: str, seed: int) -> Path:
 
 def is_synthetic(folder: Path) -> bool:
     return (Path(folder) / MARKER_FILE).is_file()
+
+
+def check_synth_target(out: str | Path) -> None:
+    """Refuse, before writing anything, a folder that holds a benchmark's data files (data_3d_h36m.npz,
+    data_2d_h36m_*.npz, cameras.h5, data_test_3dhp.npz, data_train_3dhp.npz), itself or in its h36m/
+    or 3dhp/ folder, without the ``SYNTHETIC`` marker beside them: that is real data. Rewriting a
+    synthetic folder is allowed."""
+    from harness.errors import DataError
+    from harness.guards import is_data_file
+
+    out = Path(out)
+    for folder in (out, out / "h36m", out / "3dhp"):
+        if not folder.is_dir() or is_synthetic(folder):
+            continue
+        try:
+            names = sorted(p.name for p in folder.iterdir())
+        except OSError:
+            continue
+        real = [n for n in names if is_data_file(n)]
+        if real:
+            shown = (folder / real[0]).relative_to(out) if folder != out else real[0]
+            raise DataError(f"{out}: holds {shown} and no {MARKER_FILE} marker (real data?); refusing to write "
+                            "a synthetic benchmark into it, choose another folder")
