@@ -111,10 +111,11 @@ def _train_lifter(cfg: Config, data: dict[str, PoseSet], folder: Path, device: t
 def load_lifter(cfg: Config, path: Path, parents: Sequence[int], device: torch.device) -> torch.nn.Module:
     """A lifter from a harness lifter checkpoint (a shared lifter's ``checkpoint.pt`` or an imported
     run's ``lifter.pt``), at the config's size on the skeleton ``parents``."""
-    from harness.train.checkpoint import load_checkpoint
+    from harness.train.checkpoint import check_state_shapes, load_checkpoint
 
     st = load_checkpoint(Path(path), "lifter", cfg.to_dict())
     model = build_lifter_for(cfg, parents=parents).to(device)
+    check_state_shapes(Path(path), model, st["model"])
     model.load_state_dict(st["model"])
     return model.eval()
 

@@ -29,7 +29,7 @@ from harness.identity import run_identity
 from harness.runs import git_commit, is_done, lifter_dir, read_run_config, run_name, stale_note
 from harness.safeio import atomic_path, read_json, write_json
 from harness.skeleton import H36M_PARENTS
-from harness.train.checkpoint import evaluated_weights, load_checkpoint
+from harness.train.checkpoint import check_state_shapes, evaluated_weights, load_checkpoint
 from harness.train.loop import train_denoiser
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -127,7 +127,9 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
                         f"{cfg.epochs}; rerun `harness train` to finish it")
     data = load_data(cfg)  # the model is rebuilt on the data's skeleton (17 or 16 joints)
     model = build_denoiser_for(cfg, parents=data["train"].parents).to(dev)
-    model.load_state_dict(evaluated_weights(st, cfg.eval_weights))
+    weights = evaluated_weights(st, cfg.eval_weights)
+    check_state_shapes(run_dir / "checkpoint.pt", model, weights, "EMA" if cfg.eval_weights == "ema" else "model")
+    model.load_state_dict(weights)
     noise_model = noise_from_dict(st["noise"])
     lifter_preds = run_lifter_predictions(cfg, run_dir, data, dev, progress)
     metrics, per_frame = evaluate(eval_cfg, model, data, lifter_preds["test"], noise_model, dev)

@@ -23,7 +23,7 @@ from harness.data.base import PoseSet
 from harness.device import DeviceData
 from harness.errors import HarnessError
 from harness.train.augment import Flip
-from harness.train.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from harness.train.checkpoint import CHECKPOINT_FORMAT, check_state_shapes, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from harness.train.step import DenoiserStep, lifter_step
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -75,6 +75,7 @@ def train_lifter(cfg: Config, model: torch.nn.Module, train_set: PoseSet, folder
     if ckpt.exists():
         st = load_checkpoint(ckpt, "lifter", cfg_dict)
         check_resume_numerics(ckpt, st, numerics)
+        check_state_shapes(ckpt, model, st["model"])
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
@@ -86,12 +87,12 @@ def train_lifter(cfg: Config, model: torch.nn.Module, train_set: PoseSet, folder
         loss_v = _epoch(train, cfg.lifter_batch_size, gen, device,
                         lambda x, y: lifter_step(cfg, model, opt, flip, x, y, gen, device))
         sched.step()
+        if not math.isfinite(loss_v):  # before saving: the last good checkpoint is kept
+            raise HarnessError(f"{ckpt}: lifter loss became {loss_v} at epoch {epoch + 1}; last good checkpoint kept")
         save_checkpoint(ckpt, {"format": CHECKPOINT_FORMAT, "kind": "lifter", "version": __version__,
                                "config": cfg_dict, "epoch": epoch, "model": model.state_dict(),
                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                "rng": rng_state(gen), "numerics": numerics})
-        if not math.isfinite(loss_v):
-            raise HarnessError(f"{ckpt}: lifter loss became {loss_v} at epoch {epoch + 1}; last good checkpoint kept")
         if progress:
             progress({"stage": "lifter", "epoch": epoch + 1, "epochs": cfg.lifter_epochs, "loss": loss_v,
                       "seconds": time.perf_counter() - t0})
@@ -122,6 +123,8 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
     if ckpt.exists():
         st = load_checkpoint(ckpt, "denoiser", cfg_dict)
         check_resume_numerics(ckpt, st, numerics)
+        check_state_shapes(ckpt, model, st["model"])
+        check_state_shapes(ckpt, model, st["ema"], "EMA")
         model.load_state_dict(st["model"])
         step.ema.load_state_dict(st["ema"], st.get("ema_updates", 0))
         step.opt.load_state_dict(st["optimizer"])

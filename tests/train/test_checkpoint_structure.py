@@ -148,6 +148,11 @@ CASES = [
      "noise entry: noise state: 'num_joints' must be a number, got str"),
 ]
 
+# Model and EMA agree with each other but not with the model the config builds: load_checkpoint cannot
+# tell, the check before load_state_dict (check_state_shapes, called by eval and resume) names the tensor.
+BOTH_SHAPES = ("both-shapes", lambda st: (_wrong_shape("model")(st), _wrong_shape("ema")(st)),
+               "EMA '{k}' has shape (3, 5), the model expects {shape}")
+
 
 def _expected(ckpt: Path, trained, template: str) -> str:
     st = torch.load(trained[1] / "checkpoint.pt", map_location="cpu", weights_only=True)
@@ -215,13 +220,13 @@ def test_check_state_shapes(trained, tmp_path):
         check_state_shapes(ckpt, other, sd, "ema")
 
 
-@pytest.mark.parametrize("case", ["no-ema", "no-noise", "ema-shape", "nan-weight", "inf-ema", "string-weight",
-                                  "noise-not-pd"])
+@pytest.mark.parametrize("case", ["no-ema", "no-noise", "ema-shape", "both-shapes", "nan-weight", "inf-ema",
+                                  "string-weight", "noise-not-pd"])
 def test_eval_refuses_a_damaged_checkpoint_in_one_line(trained, tmp_path, case):
     """``harness eval RUN``: exit code 2 (DataError's), one line, no traceback, the run's files unchanged."""
     from harness.cli import app
 
-    _, mutate, template = next(c for c in CASES if c[0] == case)
+    _, mutate, template = next(c for c in CASES + [BOTH_SHAPES] if c[0] == case)
     ckpt = _mutated(trained, tmp_path, mutate)
     run_dir = ckpt.parent
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
