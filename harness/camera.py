@@ -121,8 +121,9 @@ def load_cameras_h5(path: str | Path, problems: list[str] | None = None) -> dict
                 cams[subject] = lst
     except DataError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, OverflowError) as e:
-        raise DataError(f"{path}: not a valid cameras.h5 ({e})") from None
+    except (OSError, KeyError, ValueError, TypeError, OverflowError, RuntimeError) as e:
+        # RuntimeError: h5py's for a corrupt file ("Unable to get group info (bad symbol table node ...)")
+        raise DataError(f"{path}: not a valid cameras.h5 ({' '.join(str(e).split()) or type(e).__name__})") from None
     if not cams:
         raise DataError(f"{path}: no subject*/camera* groups found")
     if found:

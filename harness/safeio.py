@@ -17,6 +17,7 @@ import os
 import pickle
 import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -215,8 +216,8 @@ def _read_npy(fp: io.BufferedIOBase, source: str, size: int | None = None) -> An
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
         else:
             raise DataError(f"{source}: unsupported .npy format version {version}")
-    except ValueError as e:
-        raise DataError(f"{source}: not a valid .npy array ({e})") from None
+    except (ValueError, SyntaxError, TypeError, tokenize.TokenError) as e:  # numpy's header parser
+        raise DataError(f"{source}: not a valid .npy array ({' '.join(str(e).split())[:200]})") from None
     _check_dtype(dtype, source)
     available = None if size is None else max(0, size - fp.tell())
     if dtype.hasobject:
@@ -296,7 +297,8 @@ def load_npz(path: str | Path) -> dict[str, Any]:
                     out[name] = _read_npy(io.BufferedReader(member), f"{path}[{name}]", size=size)
     except zipfile.BadZipFile as e:
         raise DataError(f"{path}: not a valid .npz file ({e})") from None
-    except (zipfile.LargeZipFile, EOFError, OSError, zlib.error, NotImplementedError) as e:
+    except (zipfile.LargeZipFile, EOFError, OSError, zlib.error, NotImplementedError, RuntimeError) as e:
+        # RuntimeError: zipfile's "File ... is encrypted, password required" (a flipped flag bit)
         raise DataError(f"{path}: unreadable .npz file ({type(e).__name__}: {e})") from None
     return out
 
@@ -385,6 +387,12 @@ def read_json(path: Path) -> Any:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except OSError as e:  # a directory, unreadable, ...
+        raise DataError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise DataError(f"{path}: not valid JSON ({' '.join(str(e).split())})") from None
 

@@ -303,7 +303,11 @@ def build_gmm_2d(data_root: str | Path, keypoints: str, kernels: int = 5, seed: 
     root = Path(data_root)
     det_path = root / h36m_2d_filename(keypoints)
     pos2d, meta = read_positions_2d(det_path)
-    if int(meta.get("num_joints", 17)) != 17:
+    try:
+        joints_ok = int(meta.get("num_joints", 17)) == 17
+    except (TypeError, ValueError, OverflowError):
+        joints_ok = False
+    if not joints_ok:
         raise DataError(f"{det_path}: {meta.get('num_joints')} joints; the GMM 2D layout needs 17")
     cams = load_cameras_h5(root / "cameras.h5")
     gt = derive_gt_2d(read_positions_3d(root / "data_3d_h36m.npz"), cams)

@@ -203,12 +203,12 @@ def read_positions_2d(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict
 def _layout_from_metadata(meta: dict, path: Path) -> _Layout:
     try:
         nj = int(meta["num_joints"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         raise DataError(f"{path}: metadata has no integer 'num_joints'") from None
     sym = meta.get("keypoints_symmetry")
     try:
         left, right = (tuple(int(v) for v in side) for side in sym)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DataError(f"{path}: metadata 'keypoints_symmetry' is not [[left joints], [right joints]]") from None
     for lay in _LAYOUTS:
         if lay.num_joints == nj and sorted(lay.left) == sorted(left) and sorted(lay.right) == sorted(right):

@@ -73,6 +73,10 @@ _TRAIN_NAME = re.compile(r"S([1-8]) Seq([12])")
 # ------------------------------------------------------------------------------------ validation
 def _as_float(value: Any, where: str, key: str, problems: list[str]) -> np.ndarray | None:
     try:
+        if isinstance(value, np.ndarray) and np.iscomplexobj(value):
+            # a cast to float would drop the imaginary part without a word
+            problems.append(f"{where}: {key} holds complex numbers ({value.dtype}), expected real ones")
+            return None
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         problems.append(f"{where}: {key} is not a numeric array")

@@ -222,8 +222,9 @@ def camera_problems(R: Any, T: Any, f: Any, c: Any, k: Any, p: Any, res_w: Any, 
     if R.shape != (3, 3) or not np.isfinite(R).all():
         out.append(f"R is not a finite 3x3 matrix (shape {R.shape})")
     else:
-        err = float(np.abs(R @ R.T - np.eye(3)).max())
-        det = float(np.linalg.det(R))
+        with np.errstate(all="ignore"):  # a hostile R (1e300 entries) overflows: inf, not a rotation
+            err = float(np.abs(R @ R.T - np.eye(3)).max())
+            det = float(np.linalg.det(R))
         if err > ROTATION_TOL or abs(det - 1.0) > ROTATION_TOL:
             out.append(f"R is not a rotation (max |R R^T - I| = {err:.3g}, det {det:.3g}; expected orthonormal "
                        f"with det +1 within {ROTATION_TOL:g})")
