@@ -14,6 +14,7 @@ from harness import metrics as M
 from harness.config import Config
 from harness.data.base import PoseSet
 from harness.device import DeviceData
+from harness.errors import DataError
 from harness.diffusion.sampler import Sampler
 from harness.train.augment import Flip
 
@@ -21,8 +22,11 @@ NUM_SAMPLE_POSES = 8
 
 
 def evaluate(cfg: Config, model: torch.nn.Module, data: dict[str, PoseSet], lifter_test: np.ndarray,
-             noise_model, device: torch.device) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Metrics of the refined and the lifter's poses on the test split, and per-frame errors (mm)."""
+             noise_model, device: torch.device, where: str = "evaluation"
+             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metrics of the refined and the lifter's poses on the test split, and per-frame errors (mm).
+    Poses that are not finite (or beyond 1 km) are a one-line DataError prefixed with ``where`` (the run's
+    checkpoint): no metric of them is a number to report."""
     test = data["test"]
     dd = DeviceData.from_poseset(test, device)
     lift = torch.from_numpy(lifter_test).to(device)
@@ -45,6 +49,13 @@ def evaluate(cfg: Config, model: torch.nn.Module, data: dict[str, PoseSet], lift
             hs.append(_predict_pairs(one, dd.pose_2d, lift, B).cpu().numpy())
         hyp = np.stack(hs, 0)  # (H, N, J, 3)
     for name, pred in (("diffusion", preds), ("lifter", lifter_test)):
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(pred) <= 1e3).all(axis=(1, 2))  # NaN, inf, or a joint beyond 1 km (metres)
+        if bad.any():  # damaged weights or inputs: no metric of such poses is a number to report
+            raise DataError(f"{where}: the {'refined' if name == 'diffusion' else name} poses are not finite (NaN, inf or "
+                            f"beyond 1 km) "
+                            f"in {int(bad.sum())} of {len(bad)} test frames: the checkpoint's weights or the "
+                            "lifter's predictions are damaged; nothing was written")
         pred_mm = pred.astype(np.float64) * 1000.0
         per_frame[f"{name}_p1"] = M.mpjpe_per_frame(pred_mm, gt_mm).astype(np.float32)
         per_frame[f"{name}_p2"] = M.p_mpjpe_per_frame(pred_mm, gt_mm).astype(np.float32)

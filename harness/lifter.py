@@ -80,11 +80,11 @@ def _train_lifter(cfg: Config, data: dict[str, PoseSet], folder: Path, device: t
 
     pred_path = folder / "predictions.npz"
     if pred_path.exists():
-        with np.load(pred_path, allow_pickle=False) as z:
-            preds = {k: z[k] for k in z.files}
-        if preds.get("train", np.zeros(0)).shape[:1] == (len(data["train"]),) and \
-                preds.get("test", np.zeros(0)).shape[:1] == (len(data["test"]),):
+        preds, why = _read_predictions(pred_path, data)
+        if why is None:
             return preds
+        if progress:  # a function of the finished checkpoint: recomputed from it, not trusted
+            progress({"stage": "note", "text": f"{pred_path}: {why}; recomputing it from the lifter's checkpoint"})
     folder.mkdir(parents=True, exist_ok=True)
     cfg_dict = cfg.to_dict()
     write_json(folder / "config.json", {k: cfg_dict[k] for k in Config.LIFTER_KEYS})
@@ -106,6 +106,25 @@ def _train_lifter(cfg: Config, data: dict[str, PoseSet], folder: Path, device: t
         with open(tmp, "wb") as fh:
             np.savez(fh, **preds)
     return preds
+
+
+def _read_predictions(path: Path, data: dict[str, PoseSet]) -> tuple[dict[str, np.ndarray], str | None]:
+    """A shared lifter's ``predictions.npz`` and None, or ``({}, why)`` when it is unreadable or does not
+    fit the data: float arrays ``train`` and ``test`` of shape ``(N, J, 3)`` for the splits, finite."""
+    from harness.errors import HarnessError
+    from harness.safeio import load_npz
+
+    try:
+        preds = load_npz(path)
+    except HarnessError as e:
+        return {}, str(e).removeprefix(f"{path}: ")
+    for split in ("train", "test"):
+        a, ps = preds.get(split), data[split]
+        if not isinstance(a, np.ndarray) or a.dtype.kind != "f" or a.shape != (len(ps), ps.num_joints, 3):
+            return {}, f"'{split}' is not a float array of shape ({len(ps)}, {ps.num_joints}, 3)"
+        if not np.isfinite(a).all():
+            return {}, f"'{split}' holds NaN or inf"
+    return {k: preds[k].astype(np.float32) for k in ("train", "test")}, None
 
 
 def load_lifter(cfg: Config, path: Path, parents: Sequence[int], device: torch.device) -> torch.nn.Module:
@@ -140,8 +159,18 @@ def recorded_lifter_dir(run_dir: Path) -> Path | None:
         return None
     from harness.safeio import read_json
 
-    name = read_json(path).get("lifter") if isinstance(read_json(path), dict) else None
-    return Path(run_dir).parent / "shared" / name if isinstance(name, str) and "/" not in name else None
+    d = read_json(path)
+    name = d.get("lifter") if isinstance(d, dict) else None
+    if name is None:
+        return None
+    import re
+
+    from harness.errors import DataError
+
+    if not isinstance(name, str) or not re.fullmatch(r"lifter-[A-Za-z0-9_]+-seed\d+-[0-9a-f]{12}", name):
+        raise DataError(f"{path}: 'lifter' {name!r} is not a shared lifter folder name "
+                        "(lifter-<benchmark>-seed<S>-<hash>)")
+    return Path(run_dir).parent / "shared" / name
 
 
 def run_lifter_predictions(cfg: Config, run_dir: Path, data: dict[str, PoseSet], device: torch.device,

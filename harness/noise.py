@@ -113,7 +113,9 @@ class GaussianNoise:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GaussianNoise":
-        return cls(std=d.get("std", (0.1, 0.1, 1.0, 1.0, 1.0)), num_joints=d.get("num_joints", 17))
+        if "std" not in d:  # to_dict always writes it: a state without it is damaged, not a default
+            raise DataError("gaussian noise state: needs 'std' (the per-channel standard deviations)")
+        return cls(std=d["std"], num_joints=d.get("num_joints", 17))
 
     def __repr__(self) -> str:
         return f"GaussianNoise(std={self.std.tolist()}, num_joints={self.num_joints})"

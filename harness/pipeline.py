@@ -83,7 +83,8 @@ def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, dat
                            numerics=ident["numerics"])
     if progress:
         progress({"stage": "eval"})
-    metrics, per_frame = evaluate(cfg, model, data, lifter_preds["test"], noise_model, device)
+    metrics, per_frame = evaluate(cfg, model, data, lifter_preds["test"], noise_model, device,
+                                  where=str(run_dir / "checkpoint.pt"))
     with atomic_path(run_dir / "per_frame.npz", suffix=".npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, **per_frame)
@@ -132,7 +133,8 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
     model.load_state_dict(weights)
     noise_model = noise_from_dict(st["noise"])
     lifter_preds = run_lifter_predictions(cfg, run_dir, data, dev, progress)
-    metrics, per_frame = evaluate(eval_cfg, model, data, lifter_preds["test"], noise_model, dev)
+    metrics, per_frame = evaluate(eval_cfg, model, data, lifter_preds["test"], noise_model, dev,
+                                  where=str(run_dir / "checkpoint.pt"))
     imported = (run_dir / "origin.json").exists() and not (run_dir / "metrics.json").exists()
     trained = read_json(run_dir / "identity.json") if (run_dir / "identity.json").exists() else {}
     result = {"harness_version": __version__, "run": run_dir.name, "config": cfg.to_dict(), "seed": cfg.seed,

@@ -70,7 +70,8 @@ def plot_h36m_by_action(df: pd.DataFrame, path: Path, metric: str = "P1",
         width = 0.8 / max(len(rows), 1)
         colour_i = 0
         for j, row in enumerate(rows):
-            means = np.array([row.mean.get((metric, g), np.nan) for g in groups])
+            means = np.array([row.mean.get((metric, g), np.nan) for g in groups], dtype=float)
+            means[~np.isfinite(means)] = np.nan  # an inf is no bar (the tables show it; the gate refuses it)
             stds = np.array([row.std.get((metric, g), np.nan) for g in groups])
             if row.kind == "lifter":
                 colour = LIFTER_COLOUR
@@ -98,8 +99,8 @@ def plot_h36m_by_action(df: pd.DataFrame, path: Path, metric: str = "P1",
         ax.grid(axis="y", linewidth=0.4, alpha=0.5)
         ax.set_axisbelow(True)
         ax.legend(fontsize=7, ncol=min(4, len(rows) + len(refs)), loc="upper left", frameon=False)
-        top = np.nanmax([m for r in rows for m in r.mean.values()]
-                        + [v for r in refs for v in r["metrics"][metric].values()] + [1.0])
+        top = max([m for r in rows for m in r.mean.values() if np.isfinite(m)]
+                  + [v for r in refs for v in r["metrics"][metric].values() if np.isfinite(v)] + [1.0])
         ax.set_ylim(0, top * 1.35)
     fig.tight_layout()
     return _save(fig, path)
