@@ -214,6 +214,28 @@ def compare(results: dict[str, float], baseline: dict[str, float], rel_tol: floa
     return bad
 
 
+def _is_summary(key: str) -> bool:
+    """A well-formed key of a summary group (Avg / All)."""
+    parts = split_key(key)
+    return parts is not None and parts[3] in SUMMARY_GROUPS
+
+
+def _scan_runs(runs: Mapping[str, Mapping[str, float]]
+               ) -> tuple[dict[str, list[str]], list[tuple[str, str, float, str]]]:
+    """``({run key: [folders holding it]}, [(folder, key, value, problem)])`` over ``runs``, folders and keys
+    in sorted order: which folders hold each run, and every value that is not a finite, plausible number."""
+    folders_of: dict[str, list[str]] = {}
+    bad: list[tuple[str, str, float, str]] = []
+    for folder, vals in sorted(runs.items()):
+        for rk in sorted({run_of(k) for k in vals}):
+            folders_of.setdefault(rk, []).append(folder)
+        for key, v in sorted(vals.items()):
+            p = value_problem(metric_of(key), v)
+            if p:
+                bad.append((folder, key, v, p))
+    return folders_of, bad
+
+
 def check_runs(runs: Mapping[str, Mapping[str, float]], baseline: Mapping[str, float], rel_tol: float = 0.02,
                abs_tol: float = 0.1, unfinished: Iterable[Path | str] = ()) -> GateReport:
     """The gate over a results set: ``runs`` is ``{run folder: {key: value}}`` (:func:`run_metric_keys`,
@@ -225,27 +247,20 @@ def check_runs(runs: Mapping[str, Mapping[str, float]], baseline: Mapping[str, f
     for folder in unfinished:
         rep.failures.append(Finding(str(folder), None, None,
                                     problem="run folder has no metrics.json (unfinished or failed run)"))
-    folders_of: dict[str, list[str]] = {}
-    for folder, vals in sorted(runs.items()):
-        for rk in sorted({run_of(k) for k in vals}):
-            folders_of.setdefault(rk, []).append(folder)
-        for key, v in sorted(vals.items()):
-            p = value_problem(metric_of(key), v)
-            if p:
-                rep.failures.append(Finding(key, baseline.get(key), v, problem=f"result {p}", run=folder))
+    folders_of, bad = _scan_runs(runs)
+    for folder, key, v, p in bad:
+        rep.failures.append(Finding(key, baseline.get(key), v, problem=f"result {p}", run=folder))
     base_runs = {run_of(k) for k in baseline}
     for rk in sorted(set(folders_of) - base_runs):
         for folder in folders_of[rk]:
-            n = sum(run_of(k) == rk and split_key(k) is not None and split_key(k)[3] in SUMMARY_GROUPS
-                    for k in runs[folder])
+            n = sum(run_of(k) == rk and _is_summary(k) for k in runs[folder])
             rep.failures.append(Finding(rk, None, None, run=folder,
                                         problem=f"run in the results but not in the baseline: its {n} metric(s) "
                                                 f"would go ungated (--update adds it)"))
     extra: list[str] = []
     for rk in sorted(set(folders_of) & base_runs):
         for folder in folders_of[rk]:
-            extra += [k for k in runs[folder] if run_of(k) == rk and k not in baseline
-                      and split_key(k) is not None and split_key(k)[3] in SUMMARY_GROUPS]
+            extra += [k for k in runs[folder] if run_of(k) == rk and k not in baseline and _is_summary(k)]
     for key, base in sorted(baseline.items()):
         metric = metric_of(key)
         bp = value_problem(metric, base)
@@ -281,14 +296,8 @@ def baseline_problems(runs: Mapping[str, Mapping[str, float]], unfinished: Itera
     (``--update``): unfinished run folders, two folders of one run, a value that is not a finite,
     plausible number. Empty: they may."""
     out = [f"{folder}: run folder has no metrics.json (unfinished or failed run)" for folder in unfinished]
-    folders_of: dict[str, list[str]] = {}
-    for folder, vals in sorted(runs.items()):
-        for rk in sorted({run_of(k) for k in vals}):
-            folders_of.setdefault(rk, []).append(folder)
-        for key, v in sorted(vals.items()):
-            p = value_problem(metric_of(key), v)
-            if p:
-                out.append(f"{key} {p} (run {folder})")
+    folders_of, bad = _scan_runs(runs)
+    out += [f"{key} {p} (run {folder})" for folder, key, _, p in bad]
     for rk, folders in sorted(folders_of.items()):
         if len(folders) > 1:
             out.append(f"runs {', '.join(folders)} are all {rk} (other numerics or data?); a baseline holds one "
