@@ -547,21 +547,12 @@ def ablate_cmd(
 
 
 def _write_tables(results_dir: Path, out: Path | None = None) -> None:
-    """Write the report of a results set (results.csv from run folders, tables, figures) as one set,
-    swapped into place whole (:func:`harness.report.tables.write_table_set`), and print its summary."""
-    from harness.errors import DataError
-    from harness.report.results import collect, read_tidy
-    from harness.report.tables import summary_rich, summary_table, write_table_set
+    """Write the report of a results set (:func:`harness.report.write_report`: results.csv, tables,
+    figures, swapped into place as one set) and print its summary."""
+    from harness.report import write_report
+    from harness.report.tables import summary_rich, summary_table
 
-    results_dir = Path(results_dir)
-    from_csv = results_dir.is_file()
-    df = read_tidy(results_dir) if from_csv else collect(results_dir)
-    if df.empty:
-        raise DataError(f"{results_dir}: no finished runs (no */metrics.json)")
-    runs_dir = results_dir.parent if from_csv else results_dir
-    out_dir = Path(out) if out is not None else runs_dir / "tables"
-    paths = write_table_set(df, out_dir, runs_dir=runs_dir, tidy=not from_csv,
-                            keep=[results_dir] if from_csv else [])
+    df, paths = write_report(results_dir, out)
     console.print(summary_rich(summary_table(df), title=f"{df['run'].nunique()} runs"))
     for p in paths:
         console.print(f"wrote {escape(str(p))}", highlight=False, soft_wrap=True)

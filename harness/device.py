@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +22,15 @@ from harness.errors import ConfigError, DataError
 
 def select_device(name: str) -> torch.device:
     """``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; a one-line ConfigError otherwise."""
-    if name not in DEVICES and not name.startswith("cuda:"):
+    if name not in DEVICES and not re.fullmatch(r"cuda:\d+", name):
         raise ConfigError(f"--device {name!r}: must be one of {', '.join(DEVICES)}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine (use --device auto or cpu)")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 

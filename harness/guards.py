@@ -29,7 +29,6 @@ from harness.errors import ConfigError, HarnessError
 
 PRECISIONS = ("fp32", "bf16")
 _KEYPOINTS_RE = re.compile(r"[A-Za-z0-9_.\-]+")
-_DEVICE_RE = re.compile(r"cuda:(\d+)")
 # Benchmark data files (harness.data.h36m / harness.data.mpi3dhp): what a data folder holds.
 _DATA_FILE_RE = re.compile(r"(data_3d_h36m\.npz|data_2d_h36m_.+\.npz|cameras\.h5|data_(test|train)_3dhp\.npz)")
 
@@ -44,22 +43,14 @@ _NOT_RESULTS = {"config.json", "identity.json", "noise.json", ".lock"}
 
 
 # ------------------------------------------------------------------------------ one check an option
-def check_device(value: str | None, option: str = "--device") -> None:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; CUDA must be available (and device N exist)."""
+def check_device(value: str | None) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; CUDA must be available (and device N exist): the rule of
+    :func:`harness.device.select_device`, which every run applies again."""
     if value is None:
         return
-    from harness.config import DEVICES
+    from harness.device import select_device
 
-    m = _DEVICE_RE.fullmatch(value)
-    if value not in DEVICES and not m:
-        raise ConfigError(f"{option} {value!r}: must be one of {', '.join(DEVICES)}")
-    if value.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"{option} {value}: CUDA is not available on this machine (use --device auto or cpu)")
-        if m and int(m.group(1)) >= torch.cuda.device_count():
-            raise ConfigError(f"{option} {value}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    select_device(value)
 
 
 def check_precision(value: str | None, option: str = "--precision") -> None:

@@ -72,14 +72,13 @@ def data_sources(cfg: Config) -> list[tuple[str, Path]]:
     """``[(key, path)]``: every file the run reads, keyed ``<benchmark>/<name>`` (path-independent).
 
     The synthetic benchmark (``data_root`` None) is generated first if absent (as loading would)."""
-    from harness.data import resolve_data_root
+    from harness.data import reads_gt_kernels, resolve_data_root
 
     root = resolve_data_root(cfg.benchmark, cfg.data_root)
     out: list[tuple[str, Path]] = []
     for p in _benchmark_files(cfg.benchmark, root, cfg.keypoints, own_train=not cfg.train_on):
         out.append((f"{cfg.benchmark}/{p.name}", p))
-    if cfg.train_keypoints == "gt" and cfg.keypoints.endswith("_gmm") and cfg.keypoints != "gt_gmm" \
-            and cfg.benchmark == "h36m" and not cfg.train_on:
+    if reads_gt_kernels(cfg):
         from harness.data.h36m import _sources
 
         out += [(f"h36m/{p.name}", p) for p in _sources(root, "gt_gmm").files()]
@@ -127,17 +126,17 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def run_identity(cfg: Config) -> dict[str, Any]:
-    """``{"config_hash", "config", "data", "numerics"}`` of a run (module docstring); ``config_hash``
-    is the path-independent config part alone, shared by runs that differ only in data or numerics."""
-    conf = _config_part(cfg)
+def run_identity(cfg: Config, keys: list[str] | None = None) -> dict[str, Any]:
+    """``{"config_hash", "config", "data", "numerics"}`` of a run (module docstring), over the config's
+    ``keys`` (default: all it hashes); ``config_hash`` is the path-independent config part alone, shared
+    by runs that differ only in data or numerics."""
+    conf = _config_part(cfg, keys)
     return {"config_hash": _digest(conf), "config": conf, "data": data_fingerprint(cfg), "numerics": numerics(cfg)}
 
 
 def lifter_identity(cfg: Config) -> dict[str, Any]:
     """:func:`run_identity` over :attr:`Config.LIFTER_KEYS` (the shared first stage)."""
-    conf = _config_part(cfg, cfg.LIFTER_KEYS)
-    return {"config_hash": _digest(conf), "config": conf, "data": data_fingerprint(cfg), "numerics": numerics(cfg)}
+    return run_identity(cfg, cfg.LIFTER_KEYS)
 
 
 def identity_hash(identity: dict[str, Any]) -> str:

@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
 from harness import __version__
@@ -27,7 +26,7 @@ from harness.noise import build_noise_for, noise_from_dict
 from harness.identity import numerics as current_numerics
 from harness.identity import run_identity
 from harness.runs import git_commit, is_done, lifter_dir, read_run_config, run_name, stale_note
-from harness.safeio import atomic_path, read_json, write_json
+from harness.safeio import read_json, save_npz, write_json
 from harness.skeleton import H36M_PARENTS
 from harness.train.checkpoint import check_state_shapes, evaluated_weights, load_checkpoint
 from harness.train.loop import train_denoiser
@@ -85,22 +84,25 @@ def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, dat
         progress({"stage": "eval"})
     metrics, per_frame = evaluate(cfg, model, data, lifter_preds["test"], noise_model, device,
                                   where=str(run_dir / "checkpoint.pt"))
-    with atomic_path(run_dir / "per_frame.npz", suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **per_frame)
-    result = {
-        "harness_version": __version__, "run": run_dir.name, "config": cfg.to_dict(), "seed": cfg.seed,
-        "git_commit": git_commit(), "identity": {**ident, "hash": run_dir.name.rsplit("-", 1)[1],
-                                                 "lifter": lifter_folder.name}, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(device), "device": str(device), "wall_time_s": round(time.perf_counter() - t_start, 2),
-        "data": {"synthetic": bool(data["train"].meta.get("synthetic", cfg.data_root is None)),
-                 "train_frames": len(data["train"]),
-                 "test_frames": len(data["test"]),
-                 "num_joints": data["test"].num_joints},
-        "metrics": metrics,
-    }
+    save_npz(run_dir / "per_frame.npz", **per_frame)
+    result = _record(cfg, run_dir, device, data, len(data["train"]),
+                     {**ident, "hash": run_dir.name.rsplit("-", 1)[1], "lifter": lifter_folder.name})
+    result.update({"wall_time_s": round(time.perf_counter() - t_start, 2), "metrics": metrics})
     write_json(run_dir / "metrics.json", result)
     return run_dir
+
+
+def _record(cfg: Config, run_dir: Path, device: torch.device, data: dict[str, PoseSet], train_frames: int,
+            identity: dict[str, Any]) -> dict[str, Any]:
+    """The provenance head of a run's ``metrics.json`` (and of an evaluation's file): version, run, config,
+    seed, commit, ``identity``, date, machine, device, and what the data were."""
+    return {"harness_version": __version__, "run": run_dir.name, "config": cfg.to_dict(), "seed": cfg.seed,
+            "git_commit": git_commit(), "identity": identity,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine_info(device), "device": str(device),
+            "data": {"synthetic": bool(data["train"].meta.get("synthetic", cfg.data_root is None)),
+                     "train_frames": train_frames, "test_frames": len(data["test"]),
+                     "num_joints": data["test"].num_joints}}
 
 
 def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn | None = None,
@@ -137,14 +139,9 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
                                   where=str(run_dir / "checkpoint.pt"))
     imported = (run_dir / "origin.json").exists() and not (run_dir / "metrics.json").exists()
     trained = read_json(run_dir / "identity.json") if (run_dir / "identity.json").exists() else {}
-    result = {"harness_version": __version__, "run": run_dir.name, "config": cfg.to_dict(), "seed": cfg.seed,
-              "git_commit": git_commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine_info(dev), "device": str(dev),
-              "identity": {"numerics": current_numerics(eval_cfg),
-                           "trained_numerics": trained.get("numerics") if isinstance(trained, dict) else None},
-              "data": {"synthetic": bool(data["train"].meta.get("synthetic", cfg.data_root is None)),
-                       "train_frames": 0 if imported else len(data["train"]), "test_frames": len(data["test"]),
-                       "num_joints": data["test"].num_joints}}
+    result = _record(cfg, run_dir, dev, data, 0 if imported else len(data["train"]),
+                     {"numerics": current_numerics(eval_cfg),
+                      "trained_numerics": trained.get("numerics") if isinstance(trained, dict) else None})
     if (run_dir / "origin.json").exists():
         result["origin"] = read_json(run_dir / "origin.json")
     result.update({"wall_time_s": round(time.perf_counter() - t_start, 2), "metrics": metrics,
@@ -155,8 +152,6 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
         path = run_dir / f"eval-{eval_cfg.precision}.json"
         frames = run_dir / f"eval-{eval_cfg.precision}-per_frame.npz"
     write_json(path, result)
-    with atomic_path(frames, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **per_frame)
+    save_npz(frames, **per_frame)
     result["path"] = str(path)
     return result

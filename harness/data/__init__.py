@@ -51,6 +51,13 @@ def _load_benchmark(benchmark: str, root: Path, keypoints: str) -> dict[str, Pos
     return load_3dhp(root)
 
 
+def reads_gt_kernels(cfg: Config) -> bool:
+    """Whether the run also reads ``data_2d_h36m_gt_gmm.npz``: DiffPose's CPN recipe (``train_keypoints``
+    gt on detected ``*_gmm`` keypoints, H36M's own training set) trains the denoiser on the GT kernels."""
+    return (cfg.train_keypoints == "gt" and cfg.keypoints.endswith("_gmm") and cfg.keypoints != "gt_gmm"
+            and cfg.benchmark == "h36m" and not cfg.train_on)
+
+
 def load_data(cfg: Config) -> dict[str, PoseSet]:
     """The benchmark's train/test PoseSets for ``cfg`` (synthetic when ``data_root`` is None).
 
@@ -60,8 +67,7 @@ def load_data(cfg: Config) -> dict[str, PoseSet]:
     (H36M joint order, camera-frame root-relative metres, 2D normalised by each camera's width)."""
     root = resolve_data_root(cfg.benchmark, cfg.data_root)
     data = _load_benchmark(cfg.benchmark, root, cfg.keypoints)
-    if cfg.train_keypoints == "gt" and cfg.keypoints.endswith("_gmm") and cfg.keypoints != "gt_gmm" \
-            and cfg.benchmark == "h36m" and not cfg.train_on:
+    if reads_gt_kernels(cfg):
         # DiffPose's CPN recipe trains the denoiser on the GT kernels (data_2d_h36m_gt_gmm.npz)
         from harness.data.h36m import load_h36m
 

@@ -446,8 +446,9 @@ def _sources(data_root: str | Path, keypoints: str) -> _Sources:
     data_root = Path(data_root)
     if not data_root.is_dir():
         raise DataError(f"{data_root}: data folder not found")
-    if not keypoints or not re.fullmatch(r"[A-Za-z0-9_.\-]+", keypoints):
-        raise ConfigError(f"keypoints {keypoints!r}: expected a name like gt, cpn_ft_h36m_dbb or sh_pt_mpii")
+    from harness.guards import check_keypoints
+
+    check_keypoints(keypoints or "")  # the CLI's rule: a name, no path
     p3 = _need_file(data_root / H36M_3D_FILE)
     pc = _need_file(data_root / H36M_CAMERAS_FILE)
     p2 = data_root / h36m_2d_filename(keypoints)

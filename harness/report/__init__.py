@@ -9,21 +9,22 @@ from pathlib import Path
 
 
 def write_report(results_dir: Path, out: Path | None = None):
-    """results.csv, Markdown/LaTeX tables and figures of a results set: a pure function of its metrics.
+    """results.csv, Markdown/LaTeX tables and figures of a results set: a pure function of its metrics,
+    written as one set and swapped into place whole (:func:`harness.report.tables.write_table_set`).
 
     ``results_dir`` is a results folder (run folders with ``metrics.json``) or a ``results.csv``; the
     output folder defaults to ``<results>/tables``. Returns ``(tidy DataFrame, paths written)``."""
     from harness.errors import DataError
-    from harness.report.results import collect, read_tidy, write_tidy
-    from harness.report.tables import write_tables
+    from harness.report.results import collect, read_tidy
+    from harness.report.tables import write_table_set
 
     results_dir = Path(results_dir)
     from_csv = results_dir.is_file()
     df = read_tidy(results_dir) if from_csv else collect(results_dir)
-    runs_dir = results_dir.parent if from_csv else results_dir
     if df.empty:
         raise DataError(f"{results_dir}: no finished runs (no */metrics.json)")
+    runs_dir = results_dir.parent if from_csv else results_dir
     out_dir = Path(out) if out is not None else runs_dir / "tables"
-    paths = [] if from_csv else [write_tidy(df, out_dir / "results.csv")]
-    paths += write_tables(df, out_dir, runs_dir=runs_dir)
+    paths = write_table_set(df, out_dir, runs_dir=runs_dir, tidy=not from_csv,
+                            keep=[results_dir] if from_csv else [])
     return df, paths
