@@ -318,6 +318,19 @@ def test_recipe_in_setting_caption():
     assert "Recipe: " not in cap
 
 
+def test_normalise_twice_tags_a_recipe_once():
+    """The builders normalise what they are given, and build_tables gives them normalised rows: a run of
+    another recipe is tagged ``quick/released`` once, not ``quick/released/released``."""
+    df = frame(h36m_run("full", "gaussian", 0, 45, 60, name="a"),
+               h36m_run("full", "gaussian", 0, 44, 60, name="b", recipe="released"))
+    once = T.normalise(df)
+    assert sorted(set(once["profile"])) == ["quick", "quick/released"]
+    assert T.normalise(once).equals(once)
+    assert list(T.ablation_table(once).index) == ["full (CCE+CAG) [quick]", "full (CCE+CAG) [quick/released]"]
+    (abl,) = T.build_tables(df, references=[])["ablation"]
+    assert list(abl.index) == ["full (CCE+CAG) [quick]", "full (CCE+CAG) [quick/released]"]
+
+
 def test_old_results_csv_without_recipe_reads_as_harness(h36m_df, tmp_path):
     path = tmp_path / "results.csv"
     h36m_df.drop(columns=["recipe"]).to_csv(path, index=False)  # written before the column existed
