@@ -26,6 +26,7 @@ temporary sibling folder and swaps it into place, so that the folder is always a
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -144,8 +145,8 @@ def _assemble(rows: list[Row], cols: list[_Col], decimals: int, delta_base: dict
 
 # ------------------------------------------------------------------------------------- captions
 def _keypoints_desc(keypoints: str) -> str:
-    if keypoints == "gt":
-        return "ground-truth 2D (gt)"
+    if keypoints.startswith("gt"):  # also gt16, the 16-joint skeleton's
+        return f"ground-truth 2D ({keypoints})"
     if keypoints.startswith("cpn"):
         return f"CPN detections ({keypoints})"
     if keypoints.startswith("synth"):
@@ -192,13 +193,16 @@ def _recipe_caption(runs: pd.DataFrame) -> str:
     return f"Recipes mixed in this table (rows are not split by recipe): {items}. See README 'Recipes'."
 
 
-def _setting_caption(sub: pd.DataFrame, dropped: Sequence[str]) -> str:
+def _setting_caption(sub: pd.DataFrame) -> str:
+    """What the rows of one setting are: 2D input (and the training set of a cross-dataset setting),
+    profile(s), recipe, the GMM note, seeds, synthetic data. Nothing of where or how long they ran
+    (data root, device, wall time, superseded runs): that is :func:`provenance`'s."""
     runs = sub.drop_duplicates("run")
     bench = runs["benchmark"].iloc[0]
     parts = []
-    if bench == "h36m":
-        parts.append(f"Input: {_keypoints_desc(runs['keypoints'].iloc[0])}.")
     train_on = _train_on(runs)
+    if bench == "h36m" or train_on != "h36m":
+        parts.append(f"Input: {_keypoints_desc(runs['keypoints'].iloc[0])}.")
     if train_on:  # cross-dataset: trained on another benchmark's training set
         parts.append(f"Trained on {BENCHMARK_NAMES.get(train_on, train_on)}'s training set"
                      + (f" (2D input: {_keypoints_desc(runs['keypoints'].iloc[0])})" if train_on == "h36m" else "")
@@ -212,19 +216,17 @@ def _setting_caption(sub: pd.DataFrame, dropped: Sequence[str]) -> str:
     several = runs.groupby(["profile", "variant", "noise"])["seed"].nunique().max() > 1
     parts.append(f"Seed{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))}"
                  + (f" (mean {PM} sample std over seeds where several)." if several else "."))
-    parts.append(f"{len(runs)} run{'s' if len(runs) != 1 else ''}.")
-    if dropped:
-        parts.append(f"{len(dropped)} earlier run{'s' if len(dropped) != 1 else ''} with the same settings and "
-                     f"seed left out (the latest is shown).")
     if bool(runs["synthetic"].iloc[0]):
         parts.append("Synthetic benchmark (not the real data).")
-    else:
-        roots = sorted(r for r in runs["data_root"].unique() if r)
-        parts.append(f"Data: {', '.join(roots) if roots else 'unknown root'}.")
-    devices = sorted(d for d in runs["device"].unique() if d)
-    total = runs["wall_time_s"].sum(min_count=1)
-    parts.append(f"Device: {', '.join(devices) or 'unknown'}; total wall time {fmt_duration(float(total))}.")
     return " ".join(parts)
+
+
+def _noises_text(noises: Sequence[str]) -> str:
+    """``Gaussian noise``, ``Gaussian and GMM noise (a column group each)``: the noises that ran."""
+    names = [NOISE_LABELS.get(n, n) for n in noises]
+    if len(names) == 1:
+        return f"{names[0]} noise"
+    return f"{', '.join(names[:-1])} and {names[-1]} noise (a column group each)"
 
 
 def reference_kind_text(ref: dict[str, Any]) -> str:
@@ -247,6 +249,17 @@ def _refs_caption(refs: Sequence[dict[str, Any]]) -> str:
     return " ".join(parts)
 
 
+# Said in the LaTeX caption of a table with 3DHP columns (their headers subscript the joints evaluated).
+JOINTS_NOTE = "Subscripts 14 and 17: over the 14 evaluation joints or all 17."
+
+
+def _short_labels(refs: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """LaTeX row labels of the reference rows: their ``short`` name (the caption says what each is),
+    unless two references share one."""
+    shorts = [r["short"] for r in refs]
+    return {r["name"]: r["short"] for r in refs if shorts.count(r["short"]) == 1}
+
+
 def _slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", "-".join(p for p in parts if p)).strip("-").lower()
 
@@ -263,7 +276,7 @@ def h36m_table(df: pd.DataFrame, metric: str = "P1", references: Sequence[dict[s
     metric = metric.upper()
     if metric not in ("P1", "P2"):
         raise ValueError(f"metric must be P1 or P2, not {metric!r}")
-    sub, dropped = _single_setting(df, "h36m")
+    sub, _ = _single_setting(df, "h36m")
     kp, syn = sub["keypoints"].iloc[0], bool(sub["synthetic"].iloc[0])
     refs = [r for r in matching_references(load_references() if references is None else references, "h36m", kp, syn)
             if metric in r["metrics"]]
@@ -272,23 +285,27 @@ def h36m_table(df: pd.DataFrame, metric: str = "P1", references: Sequence[dict[s
     rows = [_ref_row(r) for r in refs] + our_rows(sub, [metric], groups)
     cols = [_Col(g, key=(metric, g)) for g in groups]
     headers_seen: set[str] = set()
+    latex_headers: dict[str, tuple[str, str]] = {}
     for ref_row, ref in zip(rows, refs):
         if (metric, "Avg") in ref_row.mean:
             header = f"Δ Avg vs {ref['short']}"
             while header in headers_seen:
                 header += "'"
             headers_seen.add(header)
+            latex_headers[header] = ("Δ Avg vs", header.removeprefix("Δ Avg vs "))
             cols.append(_Col(header, delta_of=(metric, "Avg"), against=ref_row))
     table = _assemble(rows, cols, decimals)
     what = "MPJPE" if metric == "P1" else "P-MPJPE"
     caption = (f"Human3.6M, {METRIC_NAMES[metric]} per action, lower is better; our rows are the refined "
                f"(diffusion) pose of each variant and noise, and the shared lifter's initial pose. "
-               + _setting_caption(sub, dropped)
+               + _setting_caption(sub)
                + " Bold: best of our rows per column."
                + (f" Δ: our Avg {what} minus the reference's (negative is better). " + _refs_caption(refs)
                   if refs else ""))
     table.attrs.update(caption=caption.strip(), label=f"tab:{_slug('h36m', metric, kp, 'synth' if syn else '')}",
-                       title=f"Human3.6M {metric} ({kp}{', synthetic' if syn else ''})")
+                       title=f"Human3.6M {metric} ({kp}{', synthetic' if syn else ''})",
+                       latex_env="table*", latex_split="halves", latex_headers=latex_headers,
+                       latex_labels=_short_labels(refs))
     return table
 
 
@@ -309,7 +326,7 @@ def mpi3dhp_table(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None 
     (two header levels: metric, e.g. "PCK (14 joints)", and scene). References (3DHP ones) add rows
     and a ``Δ vs <ref>`` column on PCK All (14 joints). Caption and title say what the rows were
     trained on ("trained on 3DHP", or "trained on H36M" for a cross-dataset setting)."""
-    sub, dropped = _single_setting(df, "3dhp")
+    sub, _ = _single_setting(df, "3dhp")
     refs = matching_references(load_references() if references is None else references, "3dhp", "", False)
     cols: list[_Col] = []
     for suffix in ("", MPI3DHP_ALL_JOINTS_SUFFIX):
@@ -334,11 +351,13 @@ def mpi3dhp_table(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None 
     caption = (f"MPI-INF-3DHP, {trained_on('3dhp', train_on)}: PCK (%, 150 mm) and AUC (%, 0-150 mm) per scene "
                f"and overall (higher is better), and MPJPE (mm, lower is better), {over}, of valid frames; our rows "
                "are the refined (diffusion) pose of each variant and noise, and the shared lifter's initial pose. "
-               + _setting_caption(sub, dropped) + " Bold: best of our rows per column."
+               + _setting_caption(sub) + " Bold: best of our rows per column."
                + (" Δ: our PCK All (14 joints) minus the reference's. " + _refs_caption(refs) if refs else ""))
     table.attrs.update(caption=caption.strip(),
                        label=f"tab:{_slug('3dhp', f'from-{train_on}' if train_on else '', 'synth' if syn else '')}",
-                       title=f"MPI-INF-3DHP, {trained_on('3dhp', train_on)}{' (synthetic)' if syn else ''}")
+                       title=f"MPI-INF-3DHP, {trained_on('3dhp', train_on)}{' (synthetic)' if syn else ''}",
+                       latex_env="table*", latex_split="joints", latex_labels=_short_labels(refs),
+                       latex_note=JOINTS_NOTE)
     return table
 
 
@@ -347,7 +366,7 @@ def ablation_table(df: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
     (CCE+CAG); a column group per noise (Gaussian, GMM) with the averages (H36M: P1, P2; 3DHP: PCK,
     AUC, MPJPE over All on the 14 evaluation joints, and PCK, AUC on all 17 where the results have them)
     and the change of the first against the baseline with the same noise."""
-    sub, dropped = _single_setting(df, None)
+    sub, _ = _single_setting(df, None)
     bench = sub["benchmark"].iloc[0]
     train_on = _train_on(sub)
     if bench == "h36m":
@@ -409,16 +428,17 @@ def ablation_table(df: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
     where = BENCHMARK_NAMES.get(bench, bench) + (f", {trained_on(bench, train_on)}" if bench == "3dhp" else "")
     caption = (f"Ablation on {where}: {what[lead]}, of the refined pose of the baseline "
                f"denoiser, +CCE (cross-channel embedding), +CAG (context attention guidance) and the full model "
-               f"(CCE+CAG), trained with Gaussian or GMM noise. Δ{label(lead)}: change against the baseline with the "
+               f"(CCE+CAG), trained with {_noises_text(noises)}. Δ{label(lead)}: change against the baseline with the "
                f"same noise "
                f"({'negative' if lead not in HIGHER_IS_BETTER else 'positive'} is better). "
-               + _setting_caption(sub, dropped) + " Bold: best per column."
+               + _setting_caption(sub) + " Bold: best per column."
                + (f" Shared lifter: {lift_txt}." if lift_txt else ""))
     kp = sub["keypoints"].iloc[0]
     syn = bool(sub["synthetic"].iloc[0])
     slug = _slug("ablation", bench, kp if bench == "h36m" else "", f"from-{train_on}" if train_on else "",
                  "synth" if syn else "")
-    table.attrs.update(caption=caption.strip(), label=f"tab:{slug}", title=f"Ablation {where}")
+    table.attrs.update(caption=caption.strip(), label=f"tab:{slug}", title=f"Ablation {where}", latex_env="table",
+                       latex_split="groups", latex_note=JOINTS_NOTE if bench == "3dhp" else "")
     return table
 
 
@@ -513,11 +533,12 @@ _LATEX_UNICODE = {PM: r"$\pm$", "Δ": r"$\Delta$", MISSING: "--", "—": "---", 
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters and spell out the few non-ASCII marks the tables use."""
+    """Escape LaTeX's special characters, spell out the few non-ASCII marks the tables use, and quote
+    ``"..."`` as LaTeX does (````...''``)."""
     out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
     for u, tex in _LATEX_UNICODE.items():
         out = out.replace(u, tex)
-    return out
+    return re.sub(r'"([^"]*)"', r"``\1''", out)  # "a title" -> ``a title''
 
 
 def _latex_cell(v: Any) -> str:
@@ -526,34 +547,115 @@ def _latex_cell(v: Any) -> str:
 
 
 def to_latex(table: pd.DataFrame, caption: str | None = None, label: str | None = None,
-             environment: str = "table") -> str:
-    """A booktabs table (``Styler.to_latex(hrules=True)``), the bold cells in ``\\textbf{}``,
-    action names abbreviated as papers print them, two-level headers as ``\\multicolumn``."""
+             environment: str | None = None, split: str | None = None) -> str:
+    """A booktabs float of ``table``: one or more tabulars (``Styler.to_latex(hrules=True)``) under one
+    caption, the bold cells in ``\\textbf{}``, action names abbreviated as papers print them, two-level
+    headers as ``\\multicolumn`` with a ``\\cmidrule(lr)`` under each group, "(14 joints)"/"(17 joints)"
+    as a subscript (``PCK$_{14}$``), reference rows by their short name (``attrs["latex_labels"]``).
+
+    Fitting the page: ``split`` (default ``attrs["latex_split"]``) stacks the columns as several tabulars
+    (``halves``: the H36M actions in two halves, Avg and the Δ columns with the second; ``joints``: the
+    3DHP 14-joint columns, then the 17-joint ones; ``groups``: one tabular per top-level column group, the
+    ablation's noises), each repeating the row labels; and every tabular is shrunk to the line width only
+    when it is wider (``\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{...}``, graphicx),
+    so that no table overflows its column (``table``) or the page (``table*``, two-column layouts).
+    ``environment`` defaults to ``attrs["latex_env"]`` (else ``table``). Needs booktabs and graphicx."""
     caption = table.attrs.get("caption", "") if caption is None else caption
+    if caption and table.attrs.get("latex_note"):
+        caption = f"{caption} {table.attrs['latex_note']}"
     label = table.attrs.get("label") if label is None else label
-    bold = {(lab, tuple(c) if isinstance(c, list) else c) for lab, c in table.attrs.get("bold", [])}
-    multi = isinstance(table.columns, pd.MultiIndex)
+    env = environment or table.attrs.get("latex_env") or "table"
+    split = table.attrs.get("latex_split") if split is None else split
+    lines = [f"\\begin{{{env}}}", "\\centering"]
+    if caption:
+        lines.append(f"\\caption{{{latex_escape(caption)}}}")
+    if label:
+        lines.append(f"\\label{{{label}}}")
+    for i, cols in enumerate(_latex_parts(table, split)):
+        if i:
+            lines.append("\\par\\medskip")
+        lines += [LATEX_FIT + "%", _latex_tabular(table, cols).rstrip("\n") + "}"]
+    lines.append(f"\\end{{{env}}}")
+    return "\n".join(lines) + "\n"
+
+
+# Shrink a tabular to the line width when (only when) it is wider: graphicx's \resizebox, whose size
+# argument may use the box's natural \width.
+LATEX_FIT = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
+LATEX_PACKAGES = ("booktabs", "graphicx")
+_JOINTS_HEADER = re.compile(r"^(.*) \((14|17) joints\)$")
+
+
+def _top(col: Hashable) -> str:
+    return str(col[0]) if isinstance(col, tuple) else ""
+
+
+def _latex_parts(table: pd.DataFrame, split: str | None) -> list[list[int]]:
+    """Column positions of each stacked tabular (see :func:`to_latex`)."""
+    cols = list(table.columns)
+    every = list(range(len(cols)))
+    if split == "halves":
+        actions = [i for i, c in enumerate(cols) if c in H36M_ACTIONS]
+        rest = [i for i in every if i not in actions]
+        if len(actions) < 6:  # few columns: one tabular
+            return [every]
+        first = min(len(actions), math.ceil(len(cols) / 2))
+        return [actions[:first], actions[first:] + rest]
+    if split == "joints":
+        seventeen = [i for i, c in enumerate(cols) if _top(c).endswith(f"({MPI3DHP_ALL_JOINTS_SUFFIX} joints)")]
+        rest = [i for i in every if i not in seventeen]
+        return [rest, seventeen] if seventeen and rest else [every]
+    if split == "groups":
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(cols):
+            groups.setdefault(_top(c), []).append(i)
+        return list(groups.values())
+    if split is not None:
+        raise ValueError(f"split must be halves, joints or groups, not {split!r}")
+    return [every]
+
+
+def _latex_header(h: Any) -> str:
+    h = LATEX_HEADERS.get(str(h), str(h))
+    m = _JOINTS_HEADER.match(h)
+    return latex_escape(m.group(1)) + f"$_{{{m.group(2)}}}$" if m else latex_escape(h)
+
+
+def _latex_tabular(table: pd.DataFrame, positions: Sequence[int]) -> str:
+    """One booktabs tabular of the columns at ``positions`` (the row labels first)."""
+    sub = table.iloc[:, list(positions)]
+    headers = table.attrs.get("latex_headers", {})
+    cols = list(sub.columns)
+    if headers and not isinstance(sub.columns, pd.MultiIndex) and any(c in headers for c in cols):
+        cols = [tuple(headers[c]) if c in headers else ("", c) for c in cols]  # grouped for LaTeX only
+    multi = bool(cols) and isinstance(cols[0], tuple)
     index_name = table.index.name or ""
-    t = table.reset_index()
-    first = t.columns[0]
-    if multi:
-        t = t.rename(columns={first[0]: index_name}, level=0)
-    else:
-        t = t.rename(columns={first: index_name})
+    labels = table.attrs.get("latex_labels", {})
+    t = pd.DataFrame(sub.to_numpy(), columns=range(len(cols)))
+    t.insert(0, -1, [labels.get(lab, lab) for lab in sub.index])
+    t.columns = (pd.MultiIndex.from_tuples([("", index_name)] + cols) if multi else [index_name] + cols)
+    bold = {(lab, tuple(c) if isinstance(c, list) else c) for lab, c in table.attrs.get("bold", [])}
     css = pd.DataFrame("", index=t.index, columns=t.columns)
-    for i, lab in enumerate(table.index):
-        for j, col in enumerate(table.columns):
+    for i, lab in enumerate(sub.index):
+        for j, col in enumerate(sub.columns):
             if (lab, col) in bold:
                 css.iat[i, j + 1] = "textbf: --rwrap;"
-    styler = t.style.hide(axis="index")
-    styler = styler.format(_latex_cell)
-    styler = styler.format_index(lambda h: latex_escape(LATEX_HEADERS.get(str(h), str(h))), axis=1,
-                                 level=list(range(t.columns.nlevels)))
+    styler = t.style.hide(axis="index").format(_latex_cell)
+    styler = styler.format_index(_latex_header, axis=1, level=list(range(t.columns.nlevels)))
     styler = styler.apply(lambda _: css, axis=None)
-    column_format = "l" + "r" * (t.shape[1] - 1)
-    return styler.to_latex(hrules=True, caption=latex_escape(caption) if caption else None, label=label,
-                           column_format=column_format, position_float="centering", multicol_align="c",
-                           environment=environment)
+    tex = styler.to_latex(hrules=True, column_format="l" + "r" * (t.shape[1] - 1), multicol_align="c")
+    if not multi:
+        return tex
+    rules, start = [], 0
+    for _, run in itertools.groupby(c[0] for c in t.columns):
+        n = len(list(run))
+        top = t.columns[start][0]
+        if str(top):
+            rules.append(f"\\cmidrule(lr){{{start + 1}-{start + n}}}")
+        start += n
+    out = tex.splitlines()
+    k = out.index("\\toprule") + 1  # the first header row: the groups
+    return "\n".join(out[:k + 1] + ([" ".join(rules)] if rules else []) + out[k + 1:]) + "\n"
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -563,6 +665,15 @@ def _write_text(path: Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+LATEX_HEAD = (f"% booktabs tables written by `harness tables`; needs \\usepackage{{{','.join(LATEX_PACKAGES)}}} "
+              "(graphicx: \\resizebox shrinks a table to the line width only where it is wider)\n")
+
+
+def tex_file(tables: Sequence[pd.DataFrame]) -> str:
+    """A ``.tex`` file of tables (:func:`to_latex` each), headed by the packages it needs."""
+    return LATEX_HEAD + "\n".join(to_latex(t) for t in tables)
 
 
 def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None = None
@@ -584,9 +695,47 @@ def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None =
     return {k: v for k, v in docs.items() if v}
 
 
+def provenance(df: pd.DataFrame) -> str:
+    """Where and how the runs of a results set were made, the part kept out of the captions: a Markdown
+    table with one row per run shown (the latest per setting and seed; benchmark, 2D input, profile,
+    variant, noise, seed, data root, device, git commit, date, wall time), the total wall time, and the
+    runs left out as superseded."""
+    df = normalise(df)
+    kept, dropped = latest_runs(df)
+    runs = kept.drop_duplicates("run").copy()
+    runs["_s"] = [_settings_order(tuple(k)) for k in runs[_SETTING].itertuples(index=False, name=None)]
+    runs["_v"] = runs["variant"].map(lambda v: _order(v, VARIANT_ORDER))
+    runs["_n"] = runs["noise"].map(lambda n: _order(n, NOISE_ORDER))
+    runs = runs.sort_values(["_s", "profile", "_v", "_n", "seed", "run"])
+
+    def root(r: Any) -> str:
+        return r.data_root or ("synthetic" if r.synthetic else "unknown")
+
+    table = pd.DataFrame({
+        "run": runs["run"], "benchmark": [b + (f" (trained on {t})" if t else "") for b, t in
+                                          zip(runs["benchmark"], runs["train_on"])],
+        "2D": runs["keypoints"], "profile": runs["profile"], "variant": runs["variant"], "noise": runs["noise"],
+        "seed": runs["seed"].astype(str), "data root": [root(r) for r in runs.itertuples(index=False)],
+        "device": [d or "unknown" for d in runs["device"]], "git commit": [c[:12] or "unknown" for c in
+                                                                          runs["git_commit"]],
+        "date": [d or "unknown" for d in runs["date"]],
+        "wall time": [fmt_duration(float(w)) for w in runs["wall_time_s"]]})
+    total = fmt_duration(float(runs["wall_time_s"].sum(min_count=1)))
+    lines = ["# Provenance", "",
+             "Where and how the runs in these tables were made (the table captions say what was run, not where). "
+             "Written by `harness tables`.", "",
+             table.to_markdown(index=False, disable_numparse=True), "",
+             f"{len(runs)} run{'s' if len(runs) != 1 else ''}, total wall time {total}."]
+    if dropped:
+        lines += ["", f"Left out: {len(dropped)} earlier run{'s' if len(dropped) != 1 else ''} with the same "
+                      f"settings and seed as a later one (the latest is shown): {', '.join(dropped)}."]
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
                  references: Sequence[dict[str, Any]] | None = None) -> list[Path]:
-    """Write ``<stem>.md`` and ``<stem>.tex`` for each table with data, the per-action bar chart
+    """Write ``<stem>.md`` and ``<stem>.tex`` for each table with data, ``provenance.md``
+    (:func:`provenance`: where and how the runs were made), the per-action bar chart
     ``h36m_p1_by_action.png`` (H36M results) and, when ``runs_dir`` holds a run whose
     ``per_frame.npz`` has the sample poses, ``poses.png``. Every file is written atomically;
     returns the paths written."""
@@ -598,10 +747,8 @@ def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
     paths: list[Path] = []
     for stem, tables in build_tables(df, refs).items():
         paths.append(_write_text(out_dir / f"{stem}.md", "\n".join(to_markdown(t) for t in tables)))
-        tex = "\n".join(to_latex(t, environment="table*" if stem.startswith("h36m") or t.shape[1] > 10 else "table")
-                        for t in tables)
-        paths.append(_write_text(out_dir / f"{stem}.tex",
-                                 "% booktabs tables written by `harness tables`; needs \\usepackage{booktabs}\n" + tex))
+        paths.append(_write_text(out_dir / f"{stem}.tex", tex_file(tables)))
+    paths.append(_write_text(out_dir / "provenance.md", provenance(df)))
     try:
         from harness.report import plots
     except ImportError:  # matplotlib absent: tables only
