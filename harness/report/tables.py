@@ -76,7 +76,8 @@ from harness.protocols import (BENCHMARK_NAMES, H36M_ACTIONS, HIGHER_IS_BETTER, 
                                MPI3DHP_METRICS, MPI3DHP_SCENE_ORDER)
 
 __all__ = ["REFERENCE_DIR", "load_references", "normalise", "latest_runs", "split_settings", "h36m_table",
-           "mpi3dhp_table", "ablation_table", "summary_table", "summary_rich", "to_markdown", "to_latex",
+           "mpi3dhp_table", "ablation_table", "summary_table", "summary_tables", "summary_rich", "summary_markdown",
+           "summary_json", "to_markdown", "to_latex",
            "write_tables"]
 
 # ----------------------------------------------------------------------------------- formatting
@@ -481,28 +482,198 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return out[cols + metric_cols + ["wall_time_s"]].reset_index(drop=True)
 
 
-def summary_rich(summary: pd.DataFrame, title: str = "Results", show_run: bool = False):
-    """A :class:`rich.table.Table` of :func:`summary_table` (numbers to two decimals; the run
-    name, which repeats the other columns, only with ``show_run``)."""
-    from rich.table import Table
+# ------------------------------------------------------------------------------ on-screen summary
+# What the summary shows per benchmark: (metric, group, header). Units go in the title, so headers stay short.
+SUMMARY_COLUMNS = {"h36m": [("P1", "Avg", "P1"), ("P2", "Avg", "P2")],
+                   "3dhp": [("PCK", "All", "PCK"), ("AUC", "All", "AUC"), ("MPJPE", "All", "MPJPE")]}
+SUMMARY_UNITS = {"h36m": "P1 (MPJPE), P2 (P-MPJPE): mm, average over actions",
+                 "3dhp": "14 joints, All: PCK@150mm %, AUC %, MPJPE mm"}
+SUMMARY_LIFTER_LABEL = "GraFormer lifter"
+SUMMARY_DECIMALS = 2
 
-    text_cols = ("run", "benchmark", "train_on", "variant", "noise", "profile", "keypoints")
-    cols = [c for c in summary.columns if show_run or c != "run"]
-    t = Table(title=title)
-    for c in cols:
-        t.add_column("wall time" if c == "wall_time_s" else c, justify="left" if c in text_cols else "right",
-                     no_wrap=c != "run")
-    for rec in summary[cols].itertuples(index=False):
-        cells = []
-        for c, v in zip(cols, rec):
-            if c == "wall_time_s":
-                cells.append(fmt_duration(float(v)) if v is not None and math.isfinite(float(v)) else MISSING)
-            elif isinstance(v, float):
-                cells.append(f"{v:.2f}" if math.isfinite(v) else MISSING)
+
+@dataclass
+class SummaryTable:
+    """One table of the on-screen summary: one benchmark and input setting.
+
+    ``settings``: what is the same on every row (said once, in :attr:`settings_line`); ``columns``: the
+    display headers (``method``, then ``noise`` and ``seeds`` only where they differ between rows, then
+    the metrics); ``rows``: per row ``method``, ``kind`` (``lifter`` | ``ours``), ``variant``, ``noise``,
+    ``seeds`` (how many) and ``values`` ({header: {mean, std, n}}, std None for one seed)."""
+
+    title: str
+    benchmark: str
+    settings: dict[str, str]
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+    @property
+    def settings_items(self) -> list[str]:
+        return [f"{k}: {v}" for k, v in self.settings.items()]
+
+    @property
+    def settings_line(self) -> str:
+        return " · ".join(self.settings_items)
+
+    def cells(self) -> list[list[str]]:
+        """The display strings of :attr:`rows` under :attr:`columns`."""
+        out = []
+        for row in self.rows:
+            line = []
+            for c in self.columns:
+                if c in row["values"]:
+                    v = row["values"][c]
+                    line.append(fmt_value(v["mean"], v["std"] if v["std"] is not None else float("nan"), v["n"],
+                                          SUMMARY_DECIMALS))
+                elif c == "seeds":
+                    line.append(str(row["seeds"]))
+                else:
+                    line.append(str(row.get(c) or MISSING))
+            out.append(line)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as JSON-ready data (:func:`summary_json`)."""
+        return {"title": self.title, "benchmark": self.benchmark, "settings": dict(self.settings),
+                "settings_line": self.settings_line, "columns": list(self.columns),
+                "rows": [{**{k: v for k, v in r.items() if k != "values"},
+                          "values": {c: dict(v) for c, v in r["values"].items()},
+                          "cells": dict(zip(self.columns, cells))} for r, cells in zip(self.rows, self.cells())]}
+
+
+def _seed_text(seeds: Sequence[int]) -> str:
+    return ", ".join(map(str, sorted(seeds)))
+
+
+def summary_tables(df: pd.DataFrame) -> list[SummaryTable]:
+    """The on-screen summary of a results set: one :class:`SummaryTable` per benchmark, input setting
+    (:func:`split_settings`) and profile, the latest run per seed as in the tables. Rows: the shared
+    lifter, then each variant + noise of the diffusion model, in the tables' order; values: H36M P1, P2
+    (Avg over actions, mm), 3DHP PCK, AUC, MPJPE (All, 14 joints), each the mean over seeds with the
+    sample std (ddof=1) where there are several. What every row shares (2D input, noise, profile, seeds,
+    how many runs and their wall time) is in ``settings``, not in a column."""
+    out: list[SummaryTable] = []
+    for (bench, kp, syn, train_on), part in split_settings(df):
+        spec = SUMMARY_COLUMNS.get(bench)
+        if spec is None:
+            raise DataError(f"unknown benchmark '{bench}' in the results")
+        sub, _ = _single_setting(part, bench)
+        name = BENCHMARK_NAMES.get(bench, bench) + (f", {trained_on(bench, train_on)}" if train_on else "")
+        for profile in sorted(sub["profile"].unique()):
+            psub = sub[sub["profile"] == profile]
+            settings = {"2D": kp + (" (synthetic)" if syn else ""), "profile": profile}
+            columns, recs = _summary_rows(psub, spec, settings)
+            runs = psub.drop_duplicates("run")
+            settings["runs"] = f"{len(runs)}, {fmt_duration(float(runs['wall_time_s'].sum(min_count=1)))}"
+            out.append(SummaryTable(f"{name} — {SUMMARY_UNITS[bench]}", bench, settings, columns, recs))
+    return out
+
+
+def _summary_rows(sub: pd.DataFrame, spec: Sequence[tuple[str, str, str]], settings: dict[str, str]
+                  ) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of one summary table (one setting and profile); what the rows share goes
+    into ``settings``."""
+    rows = our_rows(sub, [m for m, _, _ in spec], sorted({g for _, g, _ in spec}))
+    seeds_of: dict[tuple[str, str], set[int]] = {}
+    for r in sub.drop_duplicates("run").itertuples(index=False):
+        seeds_of.setdefault((r.variant, r.noise), set()).add(int(r.seed))
+        seeds_of.setdefault(("", ""), set()).add(int(r.seed))  # the lifter: every seed
+    recs, seed_sets = [], []
+    for row in rows:
+        lifter = row.kind == "lifter"
+        seeds = sorted(seeds_of.get(("", "") if lifter else (row.variant, row.noise), set()))
+        values = {}
+        for metric, group, header in spec:
+            if (metric, group) in row.mean:
+                std = row.std.get((metric, group), float("nan"))
+                values[header] = {"mean": row.mean[(metric, group)], "std": std if math.isfinite(std) else None,
+                                  "n": row.n.get((metric, group), 1)}
+        recs.append({"method": SUMMARY_LIFTER_LABEL if lifter else VARIANT_LABELS.get(row.variant, row.variant),
+                     "kind": row.kind, "variant": row.variant,
+                     "noise": "" if lifter else NOISE_LABELS.get(row.noise, row.noise), "seeds": len(seeds),
+                     "values": values})
+        seed_sets.append(tuple(seeds))
+    columns = ["method"]
+    noises = {r["noise"] for r in recs if r["noise"]}
+    if len(noises) > 1:
+        columns.append("noise")
+    elif noises:
+        settings["noise"] = noises.pop()
+    every = sorted({s for seeds in seed_sets for s in seeds})
+    mean_std = f" (mean {PM} std)" if any(len(s) > 1 for s in seed_sets) else ""
+    settings["seeds" if len(every) > 1 else "seed"] = _seed_text(every) + mean_std
+    if len(set(seed_sets)) > 1:  # not every row has every seed: say how many each has
+        columns.append("seeds")
+    columns += [h for _, _, h in spec if any(h in r["values"] for r in recs)]
+    return columns, recs
+
+
+class _Items:
+    """A rich renderable: ``items`` joined by `` · `` on one line, wrapped (where the console is narrower)
+    between items only, never inside one."""
+
+    def __init__(self, items: Sequence[str]):
+        self.items = list(items)
+
+    def __rich_console__(self, console: Any, options: Any):
+        from rich.cells import cell_len
+        from rich.text import Text
+
+        line = ""
+        for item in self.items:
+            joined = f"{line} · {item}" if line else item
+            if line and cell_len(joined) > options.max_width:
+                yield Text(line)
+                line = item
             else:
-                cells.append(str(v))
-        t.add_row(*cells)
-    return t
+                line = joined
+        if line:
+            yield Text(line)
+
+
+def summary_rich(tables: Sequence[SummaryTable]):
+    """The summary as rich renderables (a :class:`rich.console.Group`): per table its title, the settings
+    line (what every row shares; wrapped between its items where the console is narrower) and the table. Numbers never wrap nor get cut (``no_wrap``, at least
+    the width of their longest cell); the text columns fold first where the console is narrower than
+    the table (at 80 columns, rich's width when output is piped, the widest summary still fits)."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[Any] = []
+    for i, st in enumerate(tables):
+        cells = st.cells()
+        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for j, c in enumerate(st.columns):
+            width = max([len(c)] + [len(row[j]) for row in cells])
+            numeric = c not in ("method", "noise")
+            t.add_column(c, justify="right" if numeric else "left", no_wrap=numeric, min_width=width if numeric
+                         else None, overflow="fold")
+        for row in cells:
+            t.add_row(*row)
+        if i:
+            parts.append(Text(""))
+        parts += [Text(st.title, style="bold"), _Items(st.settings_items), t]
+    return Group(*parts)
+
+
+def summary_markdown(tables: Sequence[SummaryTable]) -> str:
+    """The summary as Markdown: per table a bold title, the settings line and a pipe table."""
+    blocks = []
+    for st in tables:
+        frame = pd.DataFrame(st.cells(), columns=st.columns)
+        body = frame.to_markdown(index=False, disable_numparse=True,
+                                 colalign=["left" if c in ("method", "noise") else "right"
+                                           for c in st.columns])
+        blocks.append(f"**{st.title}**\n\n{st.settings_line}\n\n{body}\n")
+    return "\n".join(blocks)
+
+
+def summary_json(tables: Sequence[SummaryTable]) -> list[dict[str, Any]]:
+    """The summary as JSON-ready data: a list of tables, each ``title``, ``benchmark``, ``settings`` (and
+    ``settings_line``), ``columns`` and ``rows`` (numbers in ``values``, display strings in ``cells``)."""
+    return [st.to_dict() for st in tables]
 
 
 # ---------------------------------------------------------------------------------------- writers

@@ -554,13 +554,7 @@ def test_summary_table(h36m_df):
     assert list(s["lifter P1"][:5]) == [67.0, 71.0, 67.0, 67.0, 71.0]
     assert math.isnan(s["P1"].iloc[5]) and s["PCK (14 joints)"].iloc[5] == 88.0
     assert s["lifter PCK (14 joints)"].iloc[5] == 80.0
-    assert list(s["wall_time_s"]) == [60.0] * 6
-    rt = T.summary_rich(s)
-    assert rt.row_count == 6 and len(rt.columns) == 14  # the run name only with show_run
-    assert [c.header for c in rt.columns][:2] == ["benchmark", "variant"] and rt.columns[-1].header == "wall time"
-    assert list(rt.columns[6].cells) == ["57.00", "59.00", "55.00", "52.00", "53.00", "–"]
-    assert list(rt.columns[-1].cells) == ["60 s"] * 6
-    assert len(T.summary_rich(s, show_run=True).columns) == 15
+    assert list(s["wall_time_s"]) == [60.0] * 6  # (the printed summary: tests/report/test_summary.py)
 
 
 def test_formatting_helpers():
