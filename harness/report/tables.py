@@ -6,7 +6,10 @@ Input is the DataFrame of :func:`harness.report.results.collect` / :func:`harnes
 * :func:`h36m_table` -- Human3.6M per action and Avg, P1 (MPJPE) or P2 (P-MPJPE);
 * :func:`mpi3dhp_table` -- MPI-INF-3DHP PCK and AUC per scene and All, and MPJPE;
 * :func:`ablation_table` -- the paper's ablation: baseline / +CCE / +CAG / full, Gaussian vs GMM;
-* :func:`summary_table` -- one row per run (what ``harness ablate`` prints at the end).
+* :func:`summary_table` -- one row per run, its averages;
+* :func:`summary_tables` -- the printed summary (``harness tables``, the end of ``harness ablate``): a
+  table per benchmark, setting and profile, rendered by :func:`summary_rich`, :func:`summary_markdown`
+  and :func:`summary_json`.
 
 Rows are the ``diffusion`` model of each (variant, noise) and one row for the shared GraFormer
 lifter (taken once per seed). Where a cell has several seeds it shows ``mean ± std`` (sample std,
@@ -15,8 +18,13 @@ PCK/AUC). Published numbers (``harness/configs/reference/*.yaml``) are shown as 
 results by their 2D input, with our difference to them (``Δ``) for the average.
 
 A builder returns a DataFrame of display strings (index: the row labels) whose ``attrs`` hold
-``bold`` (``[row label, column]`` pairs), ``caption`` and ``label``; :func:`to_markdown` and
-:func:`to_latex` render it (tabulate via ``DataFrame.to_markdown``; booktabs via ``Styler.to_latex``).
+``bold`` (``[row label, column]`` pairs), ``caption`` and ``label``, and how LaTeX lays it out
+(``latex_env``, ``latex_split``, ``latex_headers``, ``latex_labels``, ``latex_note``); :func:`to_markdown` and
+:func:`to_latex` render it (tabulate via ``DataFrame.to_markdown``; booktabs via ``Styler.to_latex``). Every
+LaTeX table fits a two-column IEEEtran paper: per-action and 3DHP tables span the page (``table*``), the
+ablation one column (``table``); see :func:`to_latex`. Captions say what ran (2D input, protocol, profile,
+recipe, seeds, what each reference row is); where and how long it ran is :func:`provenance`'s
+(``provenance.md`` beside the tables).
 A results set holding several input settings (benchmark x 2D keypoints x synthetic/real) is split by
 :func:`split_settings`, one table per setting; a builder given several raises :class:`DataError`.
 :func:`write_tables` writes everything (atomically) and the plots of :mod:`harness.report.plots`;
@@ -77,8 +85,7 @@ from harness.protocols import (BENCHMARK_NAMES, H36M_ACTIONS, HIGHER_IS_BETTER, 
 
 __all__ = ["REFERENCE_DIR", "load_references", "normalise", "latest_runs", "split_settings", "h36m_table",
            "mpi3dhp_table", "ablation_table", "summary_table", "summary_tables", "summary_rich", "summary_markdown",
-           "summary_json", "to_markdown", "to_latex",
-           "write_tables"]
+           "summary_json", "to_markdown", "to_latex", "tex_file", "provenance", "write_tables"]
 
 # ----------------------------------------------------------------------------------- formatting
 def fmt_value(mean: float, std: float = float("nan"), n: int = 1, decimals: int = 1) -> str:
@@ -223,11 +230,11 @@ def _setting_caption(sub: pd.DataFrame) -> str:
 
 
 def _noises_text(noises: Sequence[str]) -> str:
-    """``Gaussian noise``, ``Gaussian and GMM noise (a column group each)``: the noises that ran."""
+    """``Gaussian noise``, ``each of Gaussian and GMM noise``: the noises that ran."""
     names = [NOISE_LABELS.get(n, n) for n in noises]
     if len(names) == 1:
         return f"{names[0]} noise"
-    return f"{', '.join(names[:-1])} and {names[-1]} noise (a column group each)"
+    return f"each of {', '.join(names[:-1])} and {names[-1]} noise"
 
 
 def reference_kind_text(ref: dict[str, Any]) -> str:
@@ -449,10 +456,10 @@ SUMMARY_LIFTER = {"h36m": ("P1", "Avg", "lifter P1"), "3dhp": ("PCK", "All", f"l
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: run, benchmark, variant, noise, seed, profile, keypoints, the diffusion
-    averages (P1, P2 for H36M; PCK, AUC, MPJPE All for 3DHP on 14 joints, PCK, AUC on 17), the lifter's
-    (P1 or PCK) and ``wall_time_s``; ``train_on`` after ``benchmark`` when a cross-dataset run is among
-    them. Metric columns no run has are left out; numbers are floats (NaN: n/a)."""
+    """One row per run (the printed summary is :func:`summary_tables`): run, benchmark, variant, noise,
+    seed, profile, keypoints, the diffusion averages (P1, P2 for H36M; PCK, AUC, MPJPE All for 3DHP on
+    14 joints, PCK, AUC on 17), the lifter's (P1 or PCK) and ``wall_time_s``; ``train_on`` after
+    ``benchmark`` when a cross-dataset run is among them. Metric columns no run has are left out; numbers are floats (NaN: n/a)."""
     df = normalise(df)
     cols = ["run", "benchmark", "variant", "noise", "seed", "profile", "keypoints"]
     if df.empty:
@@ -633,9 +640,10 @@ class _Items:
 
 def summary_rich(tables: Sequence[SummaryTable]):
     """The summary as rich renderables (a :class:`rich.console.Group`): per table its title, the settings
-    line (what every row shares; wrapped between its items where the console is narrower) and the table. Numbers never wrap nor get cut (``no_wrap``, at least
-    the width of their longest cell); the text columns fold first where the console is narrower than
-    the table (at 80 columns, rich's width when output is piped, the widest summary still fits)."""
+    line (what every row shares; wrapped between its items where the console is narrower) and the
+    table. Numbers never wrap nor get cut (``no_wrap``, at least the width of their longest cell); the
+    text columns fold first where the console is narrower than the table (at 80 columns, rich's width
+    when output is piped, the widest summary still fits)."""
     from rich import box
     from rich.console import Group
     from rich.table import Table

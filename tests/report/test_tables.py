@@ -435,7 +435,7 @@ def test_ablation_h36m_paper_form():
     assert "baseline & 50.00 & 40.00 & -- \\\\" in gauss and "baseline & 50.00 $\\pm$ 1.41 & 39.10 $\\pm$ 0.14 & -- \\\\" in gmm
     cap = t.attrs["caption"]
     assert "Shared lifter: GraFormer lifter (ours): P1 60.00 ± 0.00, P2 45.00 ± 0.00." in cap
-    assert "trained with Gaussian and GMM noise (a column group each)." in cap
+    assert "trained with each of Gaussian and GMM noise." in cap
     # Only the noises that ran are named.
     gauss = T.ablation_table(df[df["noise"] == "gaussian"]).attrs["caption"]
     assert "trained with Gaussian noise. ΔP1: change against the baseline" in gauss and "GMM" not in gauss
