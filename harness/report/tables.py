@@ -592,9 +592,9 @@ def _summary_rows(sub: pd.DataFrame, spec: Sequence[tuple[str, str, str]], setti
         values = {}
         for metric, group, header in spec:
             if (metric, group) in row.mean:
-                std = row.std.get((metric, group), float("nan"))
-                values[header] = {"mean": row.mean[(metric, group)], "std": std if math.isfinite(std) else None,
-                                  "n": row.n.get((metric, group), 1)}
+                mean, std = row.mean[(metric, group)], row.std.get((metric, group), float("nan"))
+                values[header] = {"mean": mean if math.isfinite(mean) else None,  # JSON has no inf or NaN
+                                  "std": std if math.isfinite(std) else None, "n": row.n.get((metric, group), 1)}
         recs.append({"method": SUMMARY_LIFTER_LABEL if lifter else VARIANT_LABELS.get(row.variant, row.variant),
                      "kind": row.kind, "variant": row.variant,
                      "noise": "" if lifter else NOISE_LABELS.get(row.noise, row.noise), "seeds": len(seeds),

@@ -121,6 +121,15 @@ def test_summary_markdown_and_json(committed):
     assert base["cells"] == {"method": "baseline", "P1": "50.58", "P2": "38.84"}
     assert round(base["values"]["P1"]["mean"], 2) == 50.58 and base["values"]["P1"]["std"] is None
     assert t["rows"][0]["kind"] == "lifter" and t["rows"][0]["noise"] == ""
+    # A value that is not finite (a run gone wrong) is the missing mark, and null in the JSON.
+    bad = committed.copy()
+    bad.loc[(bad["run"].str.startswith("h36m-full")) & (bad["model"] == "diffusion") & (bad["metric"] == "P1")
+            & (bad["group"] == "Avg"), "value"] = float("inf")
+    (st,) = T.summary_tables(bad)
+    assert st.cells()[4] == ["full", "–", "37.49"]
+    (t,) = T.summary_json([st])
+    assert t["rows"][4]["values"]["P1"] == {"mean": None, "std": None, "n": 1}
+    json.dumps(t, allow_nan=False)
 
 
 def test_tables_command_prints_markdown_or_json(tmp_path):
