@@ -546,16 +546,31 @@ def ablate_cmd(
         _write_tables(out)
 
 
-def _write_tables(results_dir: Path, out: Path | None = None) -> None:
+def _write_tables(results_dir: Path, out: Path | None = None, fmt: str = "text", as_json: bool = False) -> None:
     """Write the report of a results set (:func:`harness.report.write_report`: results.csv, tables,
-    figures, swapped into place as one set) and print its summary."""
+    figures, swapped into place as one set) and print its summary (``fmt`` text or md, or ``as_json``;
+    with md or JSON the summary alone goes to stdout, the paths written to stderr)."""
+    import json
+
     from harness.report import write_report
-    from harness.report.tables import summary_rich, summary_table
+    from harness.report.tables import summary_json, summary_markdown, summary_rich, summary_tables
 
     df, paths = write_report(results_dir, out)
-    console.print(summary_rich(summary_table(df), title=f"{df['run'].nunique()} runs"))
+    tables = summary_tables(df)
+    if as_json:
+        sys.stdout.write(json.dumps(summary_json(tables), indent=2, ensure_ascii=False) + "\n")
+    elif fmt == "md":
+        sys.stdout.write(summary_markdown(tables))
+    else:
+        console.print(summary_rich(tables))
+    where = console if fmt == "text" and not as_json else err_console
     for p in paths:
-        console.print(f"wrote {escape(str(p))}", highlight=False, soft_wrap=True)
+        where.print(f"wrote {escape(str(p))}", highlight=False, soft_wrap=True)
+
+
+class SummaryFormat(str, Enum):
+    text = "text"
+    md = "md"
 
 
 @app.command("tables")
@@ -563,9 +578,11 @@ def _write_tables(results_dir: Path, out: Path | None = None) -> None:
 def tables_cmd(
     results_dir: Path = typer.Argument(Path("results"), help="A results folder (run folders with metrics.json) or a results.csv."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for results.csv, tables and figures (default: RESULTS_DIR/tables)."),
+    fmt: SummaryFormat = typer.Option(SummaryFormat.text, "--format", help="The printed summary: text (a table per benchmark) or md (Markdown)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (a list of tables) instead."),
 ) -> None:
-    """Regenerate results.csv, the Markdown/LaTeX tables and the plots from a results set."""
-    _write_tables(results_dir, out)
+    """Regenerate results.csv, the Markdown/LaTeX tables and the plots from a results set; print a summary."""
+    _write_tables(results_dir, out, fmt.value, as_json)
 
 
 @app.command("check")

@@ -185,8 +185,10 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
     out["wall_time_s"] = pd.to_numeric(out["wall_time_s"], errors="coerce")
     # Runs of another recipe than the default are other rows: their profile tag names the recipe
     # ("quick/released"), so they are neither merged with nor superseded by the harness recipe's runs.
+    # Idempotent: a table normalised already keeps its tags (the builders normalise what they are given).
     rec = out["recipe"].fillna("").astype(str).replace("", "harness")
-    out["profile"] = np.where(rec == "harness", out["profile"], out["profile"] + "/" + rec)
+    tagged = (rec == "harness") | np.array([p.endswith("/" + r) for p, r in zip(out["profile"], rec)], dtype=bool)
+    out["profile"] = np.where(tagged, out["profile"], out["profile"] + "/" + rec)
     return out
 
 

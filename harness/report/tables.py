@@ -6,7 +6,10 @@ Input is the DataFrame of :func:`harness.report.results.collect` / :func:`harnes
 * :func:`h36m_table` -- Human3.6M per action and Avg, P1 (MPJPE) or P2 (P-MPJPE);
 * :func:`mpi3dhp_table` -- MPI-INF-3DHP PCK and AUC per scene and All, and MPJPE;
 * :func:`ablation_table` -- the paper's ablation: baseline / +CCE / +CAG / full, Gaussian vs GMM;
-* :func:`summary_table` -- one row per run (what ``harness ablate`` prints at the end).
+* :func:`summary_table` -- one row per run, its averages;
+* :func:`summary_tables` -- the printed summary (``harness tables``, the end of ``harness ablate``): a
+  table per benchmark, setting and profile, rendered by :func:`summary_rich`, :func:`summary_markdown`
+  and :func:`summary_json`.
 
 Rows are the ``diffusion`` model of each (variant, noise) and one row for the shared GraFormer
 lifter (taken once per seed). Where a cell has several seeds it shows ``mean ± std`` (sample std,
@@ -15,8 +18,13 @@ PCK/AUC). Published numbers (``harness/configs/reference/*.yaml``) are shown as 
 results by their 2D input, with our difference to them (``Δ``) for the average.
 
 A builder returns a DataFrame of display strings (index: the row labels) whose ``attrs`` hold
-``bold`` (``[row label, column]`` pairs), ``caption`` and ``label``; :func:`to_markdown` and
-:func:`to_latex` render it (tabulate via ``DataFrame.to_markdown``; booktabs via ``Styler.to_latex``).
+``bold`` (``[row label, column]`` pairs), ``caption`` and ``label``, and how LaTeX lays it out
+(``latex_env``, ``latex_split``, ``latex_headers``, ``latex_labels``, ``latex_note``); :func:`to_markdown` and
+:func:`to_latex` render it (tabulate via ``DataFrame.to_markdown``; booktabs via ``Styler.to_latex``). Every
+LaTeX table fits a two-column IEEEtran paper: per-action and 3DHP tables span the page (``table*``), the
+ablation one column (``table``); see :func:`to_latex`. Captions say what ran (2D input, protocol, profile,
+recipe, seeds, what each reference row is); where and how long it ran is :func:`provenance`'s
+(``provenance.md`` beside the tables).
 A results set holding several input settings (benchmark x 2D keypoints x synthetic/real) is split by
 :func:`split_settings`, one table per setting; a builder given several raises :class:`DataError`.
 :func:`write_tables` writes everything (atomically) and the plots of :mod:`harness.report.plots`;
@@ -26,6 +34,7 @@ temporary sibling folder and swaps it into place, so that the folder is always a
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -75,8 +84,8 @@ from harness.protocols import (BENCHMARK_NAMES, H36M_ACTIONS, HIGHER_IS_BETTER, 
                                MPI3DHP_METRICS, MPI3DHP_SCENE_ORDER)
 
 __all__ = ["REFERENCE_DIR", "load_references", "normalise", "latest_runs", "split_settings", "h36m_table",
-           "mpi3dhp_table", "ablation_table", "summary_table", "summary_rich", "to_markdown", "to_latex",
-           "write_tables"]
+           "mpi3dhp_table", "ablation_table", "summary_table", "summary_tables", "summary_rich", "summary_markdown",
+           "summary_json", "to_markdown", "to_latex", "tex_file", "provenance", "write_tables"]
 
 # ----------------------------------------------------------------------------------- formatting
 def fmt_value(mean: float, std: float = float("nan"), n: int = 1, decimals: int = 1) -> str:
@@ -144,8 +153,8 @@ def _assemble(rows: list[Row], cols: list[_Col], decimals: int, delta_base: dict
 
 # ------------------------------------------------------------------------------------- captions
 def _keypoints_desc(keypoints: str) -> str:
-    if keypoints == "gt":
-        return "ground-truth 2D (gt)"
+    if keypoints.startswith("gt"):  # also gt16, the 16-joint skeleton's
+        return f"ground-truth 2D ({keypoints})"
     if keypoints.startswith("cpn"):
         return f"CPN detections ({keypoints})"
     if keypoints.startswith("synth"):
@@ -192,13 +201,16 @@ def _recipe_caption(runs: pd.DataFrame) -> str:
     return f"Recipes mixed in this table (rows are not split by recipe): {items}. See README 'Recipes'."
 
 
-def _setting_caption(sub: pd.DataFrame, dropped: Sequence[str]) -> str:
+def _setting_caption(sub: pd.DataFrame) -> str:
+    """What the rows of one setting are: 2D input (and the training set of a cross-dataset setting),
+    profile(s), recipe, the GMM note, seeds, synthetic data. Nothing of where or how long they ran
+    (data root, device, wall time, superseded runs): that is :func:`provenance`'s."""
     runs = sub.drop_duplicates("run")
     bench = runs["benchmark"].iloc[0]
     parts = []
-    if bench == "h36m":
-        parts.append(f"Input: {_keypoints_desc(runs['keypoints'].iloc[0])}.")
     train_on = _train_on(runs)
+    if bench == "h36m" or train_on != "h36m":
+        parts.append(f"Input: {_keypoints_desc(runs['keypoints'].iloc[0])}.")
     if train_on:  # cross-dataset: trained on another benchmark's training set
         parts.append(f"Trained on {BENCHMARK_NAMES.get(train_on, train_on)}'s training set"
                      + (f" (2D input: {_keypoints_desc(runs['keypoints'].iloc[0])})" if train_on == "h36m" else "")
@@ -212,19 +224,17 @@ def _setting_caption(sub: pd.DataFrame, dropped: Sequence[str]) -> str:
     several = runs.groupby(["profile", "variant", "noise"])["seed"].nunique().max() > 1
     parts.append(f"Seed{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))}"
                  + (f" (mean {PM} sample std over seeds where several)." if several else "."))
-    parts.append(f"{len(runs)} run{'s' if len(runs) != 1 else ''}.")
-    if dropped:
-        parts.append(f"{len(dropped)} earlier run{'s' if len(dropped) != 1 else ''} with the same settings and "
-                     f"seed left out (the latest is shown).")
     if bool(runs["synthetic"].iloc[0]):
         parts.append("Synthetic benchmark (not the real data).")
-    else:
-        roots = sorted(r for r in runs["data_root"].unique() if r)
-        parts.append(f"Data: {', '.join(roots) if roots else 'unknown root'}.")
-    devices = sorted(d for d in runs["device"].unique() if d)
-    total = runs["wall_time_s"].sum(min_count=1)
-    parts.append(f"Device: {', '.join(devices) or 'unknown'}; total wall time {fmt_duration(float(total))}.")
     return " ".join(parts)
+
+
+def _noises_text(noises: Sequence[str]) -> str:
+    """``Gaussian noise``, ``each of Gaussian and GMM noise``: the noises that ran."""
+    names = [NOISE_LABELS.get(n, n) for n in noises]
+    if len(names) == 1:
+        return f"{names[0]} noise"
+    return f"each of {', '.join(names[:-1])} and {names[-1]} noise"
 
 
 def reference_kind_text(ref: dict[str, Any]) -> str:
@@ -247,6 +257,17 @@ def _refs_caption(refs: Sequence[dict[str, Any]]) -> str:
     return " ".join(parts)
 
 
+# Said in the LaTeX caption of a table with 3DHP columns (their headers subscript the joints evaluated).
+JOINTS_NOTE = "Subscripts 14 and 17: over the 14 evaluation joints or all 17."
+
+
+def _short_labels(refs: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """LaTeX row labels of the reference rows: their ``short`` name (the caption says what each is),
+    unless two references share one."""
+    shorts = [r["short"] for r in refs]
+    return {r["name"]: r["short"] for r in refs if shorts.count(r["short"]) == 1}
+
+
 def _slug(*parts: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", "-".join(p for p in parts if p)).strip("-").lower()
 
@@ -263,7 +284,7 @@ def h36m_table(df: pd.DataFrame, metric: str = "P1", references: Sequence[dict[s
     metric = metric.upper()
     if metric not in ("P1", "P2"):
         raise ValueError(f"metric must be P1 or P2, not {metric!r}")
-    sub, dropped = _single_setting(df, "h36m")
+    sub, _ = _single_setting(df, "h36m")
     kp, syn = sub["keypoints"].iloc[0], bool(sub["synthetic"].iloc[0])
     refs = [r for r in matching_references(load_references() if references is None else references, "h36m", kp, syn)
             if metric in r["metrics"]]
@@ -272,23 +293,27 @@ def h36m_table(df: pd.DataFrame, metric: str = "P1", references: Sequence[dict[s
     rows = [_ref_row(r) for r in refs] + our_rows(sub, [metric], groups)
     cols = [_Col(g, key=(metric, g)) for g in groups]
     headers_seen: set[str] = set()
+    latex_headers: dict[str, tuple[str, str]] = {}
     for ref_row, ref in zip(rows, refs):
         if (metric, "Avg") in ref_row.mean:
             header = f"Δ Avg vs {ref['short']}"
             while header in headers_seen:
                 header += "'"
             headers_seen.add(header)
+            latex_headers[header] = ("Δ Avg vs", header.removeprefix("Δ Avg vs "))
             cols.append(_Col(header, delta_of=(metric, "Avg"), against=ref_row))
     table = _assemble(rows, cols, decimals)
     what = "MPJPE" if metric == "P1" else "P-MPJPE"
     caption = (f"Human3.6M, {METRIC_NAMES[metric]} per action, lower is better; our rows are the refined "
                f"(diffusion) pose of each variant and noise, and the shared lifter's initial pose. "
-               + _setting_caption(sub, dropped)
+               + _setting_caption(sub)
                + " Bold: best of our rows per column."
                + (f" Δ: our Avg {what} minus the reference's (negative is better). " + _refs_caption(refs)
                   if refs else ""))
     table.attrs.update(caption=caption.strip(), label=f"tab:{_slug('h36m', metric, kp, 'synth' if syn else '')}",
-                       title=f"Human3.6M {metric} ({kp}{', synthetic' if syn else ''})")
+                       title=f"Human3.6M {metric} ({kp}{', synthetic' if syn else ''})",
+                       latex_env="table*", latex_split="halves", latex_headers=latex_headers,
+                       latex_labels=_short_labels(refs))
     return table
 
 
@@ -309,7 +334,7 @@ def mpi3dhp_table(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None 
     (two header levels: metric, e.g. "PCK (14 joints)", and scene). References (3DHP ones) add rows
     and a ``Δ vs <ref>`` column on PCK All (14 joints). Caption and title say what the rows were
     trained on ("trained on 3DHP", or "trained on H36M" for a cross-dataset setting)."""
-    sub, dropped = _single_setting(df, "3dhp")
+    sub, _ = _single_setting(df, "3dhp")
     refs = matching_references(load_references() if references is None else references, "3dhp", "", False)
     cols: list[_Col] = []
     for suffix in ("", MPI3DHP_ALL_JOINTS_SUFFIX):
@@ -334,11 +359,13 @@ def mpi3dhp_table(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None 
     caption = (f"MPI-INF-3DHP, {trained_on('3dhp', train_on)}: PCK (%, 150 mm) and AUC (%, 0-150 mm) per scene "
                f"and overall (higher is better), and MPJPE (mm, lower is better), {over}, of valid frames; our rows "
                "are the refined (diffusion) pose of each variant and noise, and the shared lifter's initial pose. "
-               + _setting_caption(sub, dropped) + " Bold: best of our rows per column."
+               + _setting_caption(sub) + " Bold: best of our rows per column."
                + (" Δ: our PCK All (14 joints) minus the reference's. " + _refs_caption(refs) if refs else ""))
     table.attrs.update(caption=caption.strip(),
                        label=f"tab:{_slug('3dhp', f'from-{train_on}' if train_on else '', 'synth' if syn else '')}",
-                       title=f"MPI-INF-3DHP, {trained_on('3dhp', train_on)}{' (synthetic)' if syn else ''}")
+                       title=f"MPI-INF-3DHP, {trained_on('3dhp', train_on)}{' (synthetic)' if syn else ''}",
+                       latex_env="table*", latex_split="joints", latex_labels=_short_labels(refs),
+                       latex_note=JOINTS_NOTE)
     return table
 
 
@@ -347,7 +374,7 @@ def ablation_table(df: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
     (CCE+CAG); a column group per noise (Gaussian, GMM) with the averages (H36M: P1, P2; 3DHP: PCK,
     AUC, MPJPE over All on the 14 evaluation joints, and PCK, AUC on all 17 where the results have them)
     and the change of the first against the baseline with the same noise."""
-    sub, dropped = _single_setting(df, None)
+    sub, _ = _single_setting(df, None)
     bench = sub["benchmark"].iloc[0]
     train_on = _train_on(sub)
     if bench == "h36m":
@@ -409,16 +436,17 @@ def ablation_table(df: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
     where = BENCHMARK_NAMES.get(bench, bench) + (f", {trained_on(bench, train_on)}" if bench == "3dhp" else "")
     caption = (f"Ablation on {where}: {what[lead]}, of the refined pose of the baseline "
                f"denoiser, +CCE (cross-channel embedding), +CAG (context attention guidance) and the full model "
-               f"(CCE+CAG), trained with Gaussian or GMM noise. Δ{label(lead)}: change against the baseline with the "
+               f"(CCE+CAG), trained with {_noises_text(noises)}. Δ{label(lead)}: change against the baseline with the "
                f"same noise "
                f"({'negative' if lead not in HIGHER_IS_BETTER else 'positive'} is better). "
-               + _setting_caption(sub, dropped) + " Bold: best per column."
+               + _setting_caption(sub) + " Bold: best per column."
                + (f" Shared lifter: {lift_txt}." if lift_txt else ""))
     kp = sub["keypoints"].iloc[0]
     syn = bool(sub["synthetic"].iloc[0])
     slug = _slug("ablation", bench, kp if bench == "h36m" else "", f"from-{train_on}" if train_on else "",
                  "synth" if syn else "")
-    table.attrs.update(caption=caption.strip(), label=f"tab:{slug}", title=f"Ablation {where}")
+    table.attrs.update(caption=caption.strip(), label=f"tab:{slug}", title=f"Ablation {where}", latex_env="table",
+                       latex_split="groups", latex_note=JOINTS_NOTE if bench == "3dhp" else "")
     return table
 
 
@@ -428,10 +456,10 @@ SUMMARY_LIFTER = {"h36m": ("P1", "Avg", "lifter P1"), "3dhp": ("PCK", "All", f"l
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: run, benchmark, variant, noise, seed, profile, keypoints, the diffusion
-    averages (P1, P2 for H36M; PCK, AUC, MPJPE All for 3DHP on 14 joints, PCK, AUC on 17), the lifter's
-    (P1 or PCK) and ``wall_time_s``; ``train_on`` after ``benchmark`` when a cross-dataset run is among
-    them. Metric columns no run has are left out; numbers are floats (NaN: n/a)."""
+    """One row per run (the printed summary is :func:`summary_tables`): run, benchmark, variant, noise,
+    seed, profile, keypoints, the diffusion averages (P1, P2 for H36M; PCK, AUC, MPJPE All for 3DHP on
+    14 joints, PCK, AUC on 17), the lifter's (P1 or PCK) and ``wall_time_s``; ``train_on`` after
+    ``benchmark`` when a cross-dataset run is among them. Metric columns no run has are left out; numbers are floats (NaN: n/a)."""
     df = normalise(df)
     cols = ["run", "benchmark", "variant", "noise", "seed", "profile", "keypoints"]
     if df.empty:
@@ -461,28 +489,199 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return out[cols + metric_cols + ["wall_time_s"]].reset_index(drop=True)
 
 
-def summary_rich(summary: pd.DataFrame, title: str = "Results", show_run: bool = False):
-    """A :class:`rich.table.Table` of :func:`summary_table` (numbers to two decimals; the run
-    name, which repeats the other columns, only with ``show_run``)."""
-    from rich.table import Table
+# ------------------------------------------------------------------------------ on-screen summary
+# What the summary shows per benchmark: (metric, group, header). Units go in the title, so headers stay short.
+SUMMARY_COLUMNS = {"h36m": [("P1", "Avg", "P1"), ("P2", "Avg", "P2")],
+                   "3dhp": [("PCK", "All", "PCK"), ("AUC", "All", "AUC"), ("MPJPE", "All", "MPJPE")]}
+SUMMARY_UNITS = {"h36m": "P1 (MPJPE), P2 (P-MPJPE): mm, average over actions",
+                 "3dhp": "14 joints, All: PCK@150mm %, AUC %, MPJPE mm"}
+SUMMARY_LIFTER_LABEL = "GraFormer lifter"
+SUMMARY_DECIMALS = 2
 
-    text_cols = ("run", "benchmark", "train_on", "variant", "noise", "profile", "keypoints")
-    cols = [c for c in summary.columns if show_run or c != "run"]
-    t = Table(title=title)
-    for c in cols:
-        t.add_column("wall time" if c == "wall_time_s" else c, justify="left" if c in text_cols else "right",
-                     no_wrap=c != "run")
-    for rec in summary[cols].itertuples(index=False):
-        cells = []
-        for c, v in zip(cols, rec):
-            if c == "wall_time_s":
-                cells.append(fmt_duration(float(v)) if v is not None and math.isfinite(float(v)) else MISSING)
-            elif isinstance(v, float):
-                cells.append(f"{v:.2f}" if math.isfinite(v) else MISSING)
+
+@dataclass
+class SummaryTable:
+    """One table of the on-screen summary: one benchmark and input setting.
+
+    ``settings``: what is the same on every row (said once, in :attr:`settings_line`); ``columns``: the
+    display headers (``method``, then ``noise`` and ``seeds`` only where they differ between rows, then
+    the metrics); ``rows``: per row ``method``, ``kind`` (``lifter`` | ``ours``), ``variant``, ``noise``,
+    ``seeds`` (how many) and ``values`` ({header: {mean, std, n}}, std None for one seed)."""
+
+    title: str
+    benchmark: str
+    settings: dict[str, str]
+    columns: list[str]
+    rows: list[dict[str, Any]]
+
+    @property
+    def settings_items(self) -> list[str]:
+        return [f"{k}: {v}" for k, v in self.settings.items()]
+
+    @property
+    def settings_line(self) -> str:
+        return " · ".join(self.settings_items)
+
+    def cells(self) -> list[list[str]]:
+        """The display strings of :attr:`rows` under :attr:`columns`."""
+        out = []
+        for row in self.rows:
+            line = []
+            for c in self.columns:
+                if c in row["values"]:
+                    v = row["values"][c]
+                    line.append(fmt_value(v["mean"], v["std"] if v["std"] is not None else float("nan"), v["n"],
+                                          SUMMARY_DECIMALS))
+                elif c == "seeds":
+                    line.append(str(row["seeds"]))
+                else:
+                    line.append(str(row.get(c) or MISSING))
+            out.append(line)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table as JSON-ready data (:func:`summary_json`)."""
+        return {"title": self.title, "benchmark": self.benchmark, "settings": dict(self.settings),
+                "settings_line": self.settings_line, "columns": list(self.columns),
+                "rows": [{**{k: v for k, v in r.items() if k != "values"},
+                          "values": {c: dict(v) for c, v in r["values"].items()},
+                          "cells": dict(zip(self.columns, cells))} for r, cells in zip(self.rows, self.cells())]}
+
+
+def _seed_text(seeds: Sequence[int]) -> str:
+    return ", ".join(map(str, sorted(seeds)))
+
+
+def summary_tables(df: pd.DataFrame) -> list[SummaryTable]:
+    """The on-screen summary of a results set: one :class:`SummaryTable` per benchmark, input setting
+    (:func:`split_settings`) and profile, the latest run per seed as in the tables. Rows: the shared
+    lifter, then each variant + noise of the diffusion model, in the tables' order; values: H36M P1, P2
+    (Avg over actions, mm), 3DHP PCK, AUC, MPJPE (All, 14 joints), each the mean over seeds with the
+    sample std (ddof=1) where there are several. What every row shares (2D input, noise, profile, seeds,
+    how many runs and their wall time) is in ``settings``, not in a column."""
+    out: list[SummaryTable] = []
+    for (bench, kp, syn, train_on), part in split_settings(df):
+        spec = SUMMARY_COLUMNS.get(bench)
+        if spec is None:
+            raise DataError(f"unknown benchmark '{bench}' in the results")
+        sub, _ = _single_setting(part, bench)
+        name = BENCHMARK_NAMES.get(bench, bench) + (f", {trained_on(bench, train_on)}" if train_on else "")
+        for profile in sorted(sub["profile"].unique()):
+            psub = sub[sub["profile"] == profile]
+            settings = {"2D": kp + (" (synthetic)" if syn else ""), "profile": profile}
+            columns, recs = _summary_rows(psub, spec, settings)
+            runs = psub.drop_duplicates("run")
+            settings["runs"] = f"{len(runs)}, {fmt_duration(float(runs['wall_time_s'].sum(min_count=1)))}"
+            out.append(SummaryTable(f"{name} — {SUMMARY_UNITS[bench]}", bench, settings, columns, recs))
+    return out
+
+
+def _summary_rows(sub: pd.DataFrame, spec: Sequence[tuple[str, str, str]], settings: dict[str, str]
+                  ) -> tuple[list[str], list[dict[str, Any]]]:
+    """The columns and rows of one summary table (one setting and profile); what the rows share goes
+    into ``settings``."""
+    rows = our_rows(sub, [m for m, _, _ in spec], sorted({g for _, g, _ in spec}))
+    seeds_of: dict[tuple[str, str], set[int]] = {}
+    for r in sub.drop_duplicates("run").itertuples(index=False):
+        seeds_of.setdefault((r.variant, r.noise), set()).add(int(r.seed))
+        seeds_of.setdefault(("", ""), set()).add(int(r.seed))  # the lifter: every seed
+    recs, seed_sets = [], []
+    for row in rows:
+        lifter = row.kind == "lifter"
+        seeds = sorted(seeds_of.get(("", "") if lifter else (row.variant, row.noise), set()))
+        values = {}
+        for metric, group, header in spec:
+            if (metric, group) in row.mean:
+                mean, std = row.mean[(metric, group)], row.std.get((metric, group), float("nan"))
+                values[header] = {"mean": mean if math.isfinite(mean) else None,  # JSON has no inf or NaN
+                                  "std": std if math.isfinite(std) else None, "n": row.n.get((metric, group), 1)}
+        recs.append({"method": SUMMARY_LIFTER_LABEL if lifter else VARIANT_LABELS.get(row.variant, row.variant),
+                     "kind": row.kind, "variant": row.variant,
+                     "noise": "" if lifter else NOISE_LABELS.get(row.noise, row.noise), "seeds": len(seeds),
+                     "values": values})
+        seed_sets.append(tuple(seeds))
+    columns = ["method"]
+    noises = {r["noise"] for r in recs if r["noise"]}
+    if len(noises) > 1:
+        columns.append("noise")
+    elif noises:
+        settings["noise"] = noises.pop()
+    every = sorted({s for seeds in seed_sets for s in seeds})
+    mean_std = f" (mean {PM} std)" if any(len(s) > 1 for s in seed_sets) else ""
+    settings["seeds" if len(every) > 1 else "seed"] = _seed_text(every) + mean_std
+    if len(set(seed_sets)) > 1:  # not every row has every seed: say how many each has
+        columns.append("seeds")
+    columns += [h for _, _, h in spec if any(h in r["values"] for r in recs)]
+    return columns, recs
+
+
+class _Items:
+    """A rich renderable: ``items`` joined by `` · `` on one line, wrapped (where the console is narrower)
+    between items only, never inside one."""
+
+    def __init__(self, items: Sequence[str]):
+        self.items = list(items)
+
+    def __rich_console__(self, console: Any, options: Any):
+        from rich.cells import cell_len
+        from rich.text import Text
+
+        line = ""
+        for item in self.items:
+            joined = f"{line} · {item}" if line else item
+            if line and cell_len(joined) > options.max_width:
+                yield Text(line)
+                line = item
             else:
-                cells.append(str(v))
-        t.add_row(*cells)
-    return t
+                line = joined
+        if line:
+            yield Text(line)
+
+
+def summary_rich(tables: Sequence[SummaryTable]):
+    """The summary as rich renderables (a :class:`rich.console.Group`): per table its title, the settings
+    line (what every row shares; wrapped between its items where the console is narrower) and the
+    table. Numbers never wrap nor get cut (``no_wrap``, at least the width of their longest cell); the
+    text columns fold first where the console is narrower than the table (at 80 columns, rich's width
+    when output is piped, the widest summary still fits)."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts: list[Any] = []
+    for i, st in enumerate(tables):
+        cells = st.cells()
+        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for j, c in enumerate(st.columns):
+            width = max([len(c)] + [len(row[j]) for row in cells])
+            numeric = c not in ("method", "noise")
+            t.add_column(c, justify="right" if numeric else "left", no_wrap=numeric, min_width=width if numeric
+                         else None, overflow="fold")
+        for row in cells:
+            t.add_row(*row)
+        if i:
+            parts.append(Text(""))
+        parts += [Text(st.title, style="bold"), _Items(st.settings_items), t]
+    return Group(*parts)
+
+
+def summary_markdown(tables: Sequence[SummaryTable]) -> str:
+    """The summary as Markdown: per table a bold title, the settings line and a pipe table."""
+    blocks = []
+    for st in tables:
+        frame = pd.DataFrame(st.cells(), columns=st.columns)
+        body = frame.to_markdown(index=False, disable_numparse=True,
+                                 colalign=["left" if c in ("method", "noise") else "right"
+                                           for c in st.columns])
+        blocks.append(f"**{st.title}**\n\n{st.settings_line}\n\n{body}\n")
+    return "\n".join(blocks)
+
+
+def summary_json(tables: Sequence[SummaryTable]) -> list[dict[str, Any]]:
+    """The summary as JSON-ready data: a list of tables, each ``title``, ``benchmark``, ``settings`` (and
+    ``settings_line``), ``columns`` and ``rows`` (numbers in ``values``, display strings in ``cells``)."""
+    return [st.to_dict() for st in tables]
 
 
 # ---------------------------------------------------------------------------------------- writers
@@ -513,11 +712,12 @@ _LATEX_UNICODE = {PM: r"$\pm$", "Δ": r"$\Delta$", MISSING: "--", "—": "---", 
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters and spell out the few non-ASCII marks the tables use."""
+    """Escape LaTeX's special characters, spell out the few non-ASCII marks the tables use, and quote
+    ``"..."`` as LaTeX does (````...''``)."""
     out = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
     for u, tex in _LATEX_UNICODE.items():
         out = out.replace(u, tex)
-    return out
+    return re.sub(r'"([^"]*)"', r"``\1''", out)  # "a title" -> ``a title''
 
 
 def _latex_cell(v: Any) -> str:
@@ -526,34 +726,115 @@ def _latex_cell(v: Any) -> str:
 
 
 def to_latex(table: pd.DataFrame, caption: str | None = None, label: str | None = None,
-             environment: str = "table") -> str:
-    """A booktabs table (``Styler.to_latex(hrules=True)``), the bold cells in ``\\textbf{}``,
-    action names abbreviated as papers print them, two-level headers as ``\\multicolumn``."""
+             environment: str | None = None, split: str | None = None) -> str:
+    """A booktabs float of ``table``: one or more tabulars (``Styler.to_latex(hrules=True)``) under one
+    caption, the bold cells in ``\\textbf{}``, action names abbreviated as papers print them, two-level
+    headers as ``\\multicolumn`` with a ``\\cmidrule(lr)`` under each group, "(14 joints)"/"(17 joints)"
+    as a subscript (``PCK$_{14}$``), reference rows by their short name (``attrs["latex_labels"]``).
+
+    Fitting the page: ``split`` (default ``attrs["latex_split"]``) stacks the columns as several tabulars
+    (``halves``: the H36M actions in two halves, Avg and the Δ columns with the second; ``joints``: the
+    3DHP 14-joint columns, then the 17-joint ones; ``groups``: one tabular per top-level column group, the
+    ablation's noises), each repeating the row labels; and every tabular is shrunk to the line width only
+    when it is wider (``\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{...}``, graphicx),
+    so that no table overflows its column (``table``) or the page (``table*``, two-column layouts).
+    ``environment`` defaults to ``attrs["latex_env"]`` (else ``table``). Needs booktabs and graphicx."""
     caption = table.attrs.get("caption", "") if caption is None else caption
+    if caption and table.attrs.get("latex_note"):
+        caption = f"{caption} {table.attrs['latex_note']}"
     label = table.attrs.get("label") if label is None else label
-    bold = {(lab, tuple(c) if isinstance(c, list) else c) for lab, c in table.attrs.get("bold", [])}
-    multi = isinstance(table.columns, pd.MultiIndex)
+    env = environment or table.attrs.get("latex_env") or "table"
+    split = table.attrs.get("latex_split") if split is None else split
+    lines = [f"\\begin{{{env}}}", "\\centering"]
+    if caption:
+        lines.append(f"\\caption{{{latex_escape(caption)}}}")
+    if label:
+        lines.append(f"\\label{{{label}}}")
+    for i, cols in enumerate(_latex_parts(table, split)):
+        if i:
+            lines.append("\\par\\medskip")
+        lines += [LATEX_FIT + "%", _latex_tabular(table, cols).rstrip("\n") + "}"]
+    lines.append(f"\\end{{{env}}}")
+    return "\n".join(lines) + "\n"
+
+
+# Shrink a tabular to the line width when (only when) it is wider: graphicx's \resizebox, whose size
+# argument may use the box's natural \width.
+LATEX_FIT = "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{"
+LATEX_PACKAGES = ("booktabs", "graphicx")
+_JOINTS_HEADER = re.compile(r"^(.*) \((14|17) joints\)$")
+
+
+def _top(col: Hashable) -> str:
+    return str(col[0]) if isinstance(col, tuple) else ""
+
+
+def _latex_parts(table: pd.DataFrame, split: str | None) -> list[list[int]]:
+    """Column positions of each stacked tabular (see :func:`to_latex`)."""
+    cols = list(table.columns)
+    every = list(range(len(cols)))
+    if split == "halves":
+        actions = [i for i, c in enumerate(cols) if c in H36M_ACTIONS]
+        rest = [i for i in every if i not in actions]
+        if len(actions) < 6:  # few columns: one tabular
+            return [every]
+        first = min(len(actions), math.ceil(len(cols) / 2))
+        return [actions[:first], actions[first:] + rest]
+    if split == "joints":
+        seventeen = [i for i, c in enumerate(cols) if _top(c).endswith(f"({MPI3DHP_ALL_JOINTS_SUFFIX} joints)")]
+        rest = [i for i in every if i not in seventeen]
+        return [rest, seventeen] if seventeen and rest else [every]
+    if split == "groups":
+        groups: dict[str, list[int]] = {}
+        for i, c in enumerate(cols):
+            groups.setdefault(_top(c), []).append(i)
+        return list(groups.values())
+    if split is not None:
+        raise ValueError(f"split must be halves, joints or groups, not {split!r}")
+    return [every]
+
+
+def _latex_header(h: Any) -> str:
+    h = LATEX_HEADERS.get(str(h), str(h))
+    m = _JOINTS_HEADER.match(h)
+    return latex_escape(m.group(1)) + f"$_{{{m.group(2)}}}$" if m else latex_escape(h)
+
+
+def _latex_tabular(table: pd.DataFrame, positions: Sequence[int]) -> str:
+    """One booktabs tabular of the columns at ``positions`` (the row labels first)."""
+    sub = table.iloc[:, list(positions)]
+    headers = table.attrs.get("latex_headers", {})
+    cols = list(sub.columns)
+    if headers and not isinstance(sub.columns, pd.MultiIndex) and any(c in headers for c in cols):
+        cols = [tuple(headers[c]) if c in headers else ("", c) for c in cols]  # grouped for LaTeX only
+    multi = bool(cols) and isinstance(cols[0], tuple)
     index_name = table.index.name or ""
-    t = table.reset_index()
-    first = t.columns[0]
-    if multi:
-        t = t.rename(columns={first[0]: index_name}, level=0)
-    else:
-        t = t.rename(columns={first: index_name})
+    labels = table.attrs.get("latex_labels", {})
+    t = pd.DataFrame(sub.to_numpy(), columns=range(len(cols)))
+    t.insert(0, -1, [labels.get(lab, lab) for lab in sub.index])
+    t.columns = (pd.MultiIndex.from_tuples([("", index_name)] + cols) if multi else [index_name] + cols)
+    bold = {(lab, tuple(c) if isinstance(c, list) else c) for lab, c in table.attrs.get("bold", [])}
     css = pd.DataFrame("", index=t.index, columns=t.columns)
-    for i, lab in enumerate(table.index):
-        for j, col in enumerate(table.columns):
+    for i, lab in enumerate(sub.index):
+        for j, col in enumerate(sub.columns):
             if (lab, col) in bold:
                 css.iat[i, j + 1] = "textbf: --rwrap;"
-    styler = t.style.hide(axis="index")
-    styler = styler.format(_latex_cell)
-    styler = styler.format_index(lambda h: latex_escape(LATEX_HEADERS.get(str(h), str(h))), axis=1,
-                                 level=list(range(t.columns.nlevels)))
+    styler = t.style.hide(axis="index").format(_latex_cell)
+    styler = styler.format_index(_latex_header, axis=1, level=list(range(t.columns.nlevels)))
     styler = styler.apply(lambda _: css, axis=None)
-    column_format = "l" + "r" * (t.shape[1] - 1)
-    return styler.to_latex(hrules=True, caption=latex_escape(caption) if caption else None, label=label,
-                           column_format=column_format, position_float="centering", multicol_align="c",
-                           environment=environment)
+    tex = styler.to_latex(hrules=True, column_format="l" + "r" * (t.shape[1] - 1), multicol_align="c")
+    if not multi:
+        return tex
+    rules, start = [], 0
+    for _, run in itertools.groupby(c[0] for c in t.columns):
+        n = len(list(run))
+        top = t.columns[start][0]
+        if str(top):
+            rules.append(f"\\cmidrule(lr){{{start + 1}-{start + n}}}")
+        start += n
+    out = tex.splitlines()
+    k = out.index("\\toprule") + 1  # the first header row: the groups
+    return "\n".join(out[:k + 1] + ([" ".join(rules)] if rules else []) + out[k + 1:]) + "\n"
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -563,6 +844,15 @@ def _write_text(path: Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+LATEX_HEAD = (f"% booktabs tables written by `harness tables`; needs \\usepackage{{{','.join(LATEX_PACKAGES)}}} "
+              "(graphicx: \\resizebox shrinks a table to the line width only where it is wider)\n")
+
+
+def tex_file(tables: Sequence[pd.DataFrame]) -> str:
+    """A ``.tex`` file of tables (:func:`to_latex` each), headed by the packages it needs."""
+    return LATEX_HEAD + "\n".join(to_latex(t) for t in tables)
 
 
 def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None = None
@@ -584,9 +874,47 @@ def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None =
     return {k: v for k, v in docs.items() if v}
 
 
+def provenance(df: pd.DataFrame) -> str:
+    """Where and how the runs of a results set were made, the part kept out of the captions: a Markdown
+    table with one row per run shown (the latest per setting and seed; benchmark, 2D input, profile,
+    variant, noise, seed, data root, device, git commit, date, wall time), the total wall time, and the
+    runs left out as superseded."""
+    df = normalise(df)
+    kept, dropped = latest_runs(df)
+    runs = kept.drop_duplicates("run").copy()
+    runs["_s"] = [_settings_order(tuple(k)) for k in runs[_SETTING].itertuples(index=False, name=None)]
+    runs["_v"] = runs["variant"].map(lambda v: _order(v, VARIANT_ORDER))
+    runs["_n"] = runs["noise"].map(lambda n: _order(n, NOISE_ORDER))
+    runs = runs.sort_values(["_s", "profile", "_v", "_n", "seed", "run"])
+
+    def root(r: Any) -> str:
+        return r.data_root or ("synthetic" if r.synthetic else "unknown")
+
+    table = pd.DataFrame({
+        "run": runs["run"], "benchmark": [b + (f" (trained on {t})" if t else "") for b, t in
+                                          zip(runs["benchmark"], runs["train_on"])],
+        "2D": runs["keypoints"], "profile": runs["profile"], "variant": runs["variant"], "noise": runs["noise"],
+        "seed": runs["seed"].astype(str), "data root": [root(r) for r in runs.itertuples(index=False)],
+        "device": [d or "unknown" for d in runs["device"]], "git commit": [c[:12] or "unknown" for c in
+                                                                          runs["git_commit"]],
+        "date": [d or "unknown" for d in runs["date"]],
+        "wall time": [fmt_duration(float(w)) for w in runs["wall_time_s"]]})
+    total = fmt_duration(float(runs["wall_time_s"].sum(min_count=1)))
+    lines = ["# Provenance", "",
+             "Where and how the runs in these tables were made (the table captions say what was run, not where). "
+             "Written by `harness tables`.", "",
+             table.to_markdown(index=False, disable_numparse=True), "",
+             f"{len(runs)} run{'s' if len(runs) != 1 else ''}, total wall time {total}."]
+    if dropped:
+        lines += ["", f"Left out: {len(dropped)} earlier run{'s' if len(dropped) != 1 else ''} with the same "
+                      f"settings and seed as a later one (the latest is shown): {', '.join(dropped)}."]
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
                  references: Sequence[dict[str, Any]] | None = None) -> list[Path]:
-    """Write ``<stem>.md`` and ``<stem>.tex`` for each table with data, the per-action bar chart
+    """Write ``<stem>.md`` and ``<stem>.tex`` for each table with data, ``provenance.md``
+    (:func:`provenance`: where and how the runs were made), the per-action bar chart
     ``h36m_p1_by_action.png`` (H36M results) and, when ``runs_dir`` holds a run whose
     ``per_frame.npz`` has the sample poses, ``poses.png``. Every file is written atomically;
     returns the paths written."""
@@ -598,10 +926,8 @@ def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
     paths: list[Path] = []
     for stem, tables in build_tables(df, refs).items():
         paths.append(_write_text(out_dir / f"{stem}.md", "\n".join(to_markdown(t) for t in tables)))
-        tex = "\n".join(to_latex(t, environment="table*" if stem.startswith("h36m") or t.shape[1] > 10 else "table")
-                        for t in tables)
-        paths.append(_write_text(out_dir / f"{stem}.tex",
-                                 "% booktabs tables written by `harness tables`; needs \\usepackage{booktabs}\n" + tex))
+        paths.append(_write_text(out_dir / f"{stem}.tex", tex_file(tables)))
+    paths.append(_write_text(out_dir / "provenance.md", provenance(df)))
     try:
         from harness.report import plots
     except ImportError:  # matplotlib absent: tables only

@@ -117,25 +117,40 @@ def test_h36m_markdown_exact(h36m_df):
     assert rows["+CCE + GMM"][0] == "48.0"
     assert rows["DiffPose (CVPR 2023), GT 2D"][-2:] == ["31.6", "–"]
     assert rows["GraFormer lifter (ours)"][0] == "62.0 ± 2.8"
-    # Caption: benchmark, input, profile, seeds, runs, synthetic, device and wall time (5 x 60 s).
+    # Caption: benchmark, input, profile, seeds, synthetic; what the runs were, not where or how long they
+    # ran (run count, device, wall time: provenance.md).
     cap = md.splitlines()[0]
     for part in ("Input: ground-truth 2D (gt).", "Profile: quick.", "Seeds: 0, 1 (mean ± sample std",
-                 "5 runs.", "Synthetic benchmark (not the real data).", "Device: cpu; total wall time 5.0 min.",
-                 "Reference: DiffPose (CVPR 2023), GT 2D: Gong"):
+                 "Synthetic benchmark (not the real data).", "Reference: DiffPose (CVPR 2023), GT 2D: Gong"):
         assert part in cap, part
+    for part in ("5 runs", "Device", "cpu", "wall time", "5.0 min"):
+        assert part not in cap, part
 
 
 def test_h36m_latex_booktabs_bold(h36m_df):
     tex = T.to_latex(T.h36m_table(h36m_df, "P1"))
-    for part in ("\\toprule", "\\midrule", "\\bottomrule", "\\begin{tabular}{lrrrrrrrrrrrrrrrrr}",
-                 "\\label{tab:h36m-p1-gt-synth}", "Method & Dir. & Disc. & Eat &",
-                 "& Avg & $\\Delta$ Avg vs DiffPose \\\\"):
-        assert part in tex, part
-    line = next(ln for ln in tex.splitlines() if ln.startswith("full + Gaussian"))
-    assert line.startswith("full + Gaussian & \\textbf{45.5 $\\pm$ 0.7} & \\textbf{46.5 $\\pm$ 0.7} &")
-    assert line.endswith("& \\textbf{52.5 $\\pm$ 0.7} & +20.9 \\\\")
-    ref = next(ln for ln in tex.splitlines() if ln.startswith("DiffPose"))
-    assert ref.endswith("& 27.5 & 31.6 & -- \\\\") and "textbf" not in ref
+    # A table* of two tabulars (the actions in two halves: 9 columns, then 6 + Avg + the Δ group), each
+    # shrunk to the line width only where wider.
+    assert tex.startswith("\\begin{table*}\n\\centering\n\\caption{") and tex.endswith("\\end{table*}\n")
+    assert tex.count(T.LATEX_FIT + "%\n\\begin{tabular}") == 2 and tex.count("\\end{tabular}}") == 2
+    assert tex.count("\\toprule") == tex.count("\\midrule") == tex.count("\\bottomrule") == 2
+    first, second = tex.split("\\par\\medskip")
+    for part in ("\\begin{tabular}{lrrrrrrrrr}", "\\label{tab:h36m-p1-gt-synth}",
+                 "\nMethod & Dir. & Disc. & Eat & Greet & Phone & Photo & Pose & Purch. & Sit \\\\\n"):
+        assert part in first, part
+    for part in ("\\begin{tabular}{lrrrrrrrr}", "\n\\multicolumn{8}{c}{} & $\\Delta$ Avg vs \\\\\n\\cmidrule(lr){9-9}\n"
+                 "Method & SitD. & Smoke & Wait & WalkD. & Walk & WalkT. & Avg & DiffPose \\\\\n"):
+        assert part in second, part
+    lines = [ln for ln in tex.splitlines() if ln.startswith("full + Gaussian")]
+    assert len(lines) == 2
+    assert lines[0].startswith("full + Gaussian & \\textbf{45.5 $\\pm$ 0.7} & \\textbf{46.5 $\\pm$ 0.7} &")
+    assert lines[0].endswith("& \\textbf{53.5 $\\pm$ 0.7} \\\\")  # Sit: 45 + 8, 46 + 8
+    assert lines[1].startswith("full + Gaussian & \\textbf{54.5 $\\pm$ 0.7} &")
+    assert lines[1].endswith("& \\textbf{52.5 $\\pm$ 0.7} & +20.9 \\\\")
+    # The reference row by its short name (the caption says what it is).
+    ref = [ln for ln in tex.splitlines() if ln.startswith("DiffPose &")]
+    assert ref[1].endswith("& 27.5 & 31.6 & -- \\\\") and "textbf" not in ref[0] + ref[1]
+    assert "DiffPose (CVPR 2023), GT 2D &" not in tex and "DiffPose: a paper table" in tex
     assert "Synthetic benchmark (not the real data)." in tex
 
 
@@ -147,8 +162,8 @@ def test_h36m_p2_has_no_gt_reference_and_real_data_caption():
     assert list(t.columns) == list(H36M_ACTIONS) + ["Avg"]
     assert t.loc["baseline + Gaussian", "Avg"] == "47.0"  # p2 base 40 + 7
     cap = t.attrs["caption"]
-    assert "Protocol 2 (P-MPJPE, mm)" in cap and "Data: /data/h36m." in cap and "Synthetic" not in cap
-    assert "Seed: 0." in cap and "1 run." in cap
+    assert "Protocol 2 (P-MPJPE, mm)" in cap and "Synthetic" not in cap
+    assert "Seed: 0." in cap and "/data/h36m" not in cap and "1 run" not in cap  # the data root: provenance.md
 
 
 def test_cpn_input_matches_cpn_references():
@@ -318,6 +333,19 @@ def test_recipe_in_setting_caption():
     assert "Recipe: " not in cap
 
 
+def test_normalise_twice_tags_a_recipe_once():
+    """The builders normalise what they are given, and build_tables gives them normalised rows: a run of
+    another recipe is tagged ``quick/released`` once, not ``quick/released/released``."""
+    df = frame(h36m_run("full", "gaussian", 0, 45, 60, name="a"),
+               h36m_run("full", "gaussian", 0, 44, 60, name="b", recipe="released"))
+    once = T.normalise(df)
+    assert sorted(set(once["profile"])) == ["quick", "quick/released"]
+    assert T.normalise(once).equals(once)
+    assert list(T.ablation_table(once).index) == ["full (CCE+CAG) [quick]", "full (CCE+CAG) [quick/released]"]
+    (abl,) = T.build_tables(df, references=[])["ablation"]
+    assert list(abl.index) == ["full (CCE+CAG) [quick]", "full (CCE+CAG) [quick/released]"]
+
+
 def test_old_results_csv_without_recipe_reads_as_harness(h36m_df, tmp_path):
     path = tmp_path / "results.csv"
     h36m_df.drop(columns=["recipe"]).to_csv(path, index=False)  # written before the column existed
@@ -334,8 +362,11 @@ def test_latest_run_per_seed_is_kept():
     new = h36m_run("baseline", "gaussian", 0, 50, 60, name="new", date="2026-02-01T00:00:00+00:00")
     t = T.h36m_table(frame(old, new), "P1", references=[])
     assert t.loc["baseline + Gaussian", "Directions"] == "50.0"  # not 60.0 ± 14.1
-    assert "1 earlier run with the same settings and seed left out" in t.attrs["caption"]
-    assert "1 run." in t.attrs["caption"]
+    assert "Seed: 0." in t.attrs["caption"] and "earlier run" not in t.attrs["caption"]
+    prov = T.provenance(frame(old, new))
+    assert "| new " in prov and "| old " not in prov
+    assert prov.endswith("Left out: 1 earlier run with the same settings and seed as a later one (the latest is "
+                         "shown): old.\n")
 
 
 def test_several_profiles_get_tagged_rows():
@@ -394,12 +425,20 @@ def test_ablation_h36m_paper_form():
     assert rows["Variant"] == ["Gaussian P1", "Gaussian P2", "Gaussian ΔP1", "GMM P1", "GMM P2", "GMM ΔP1"]
     assert rows["full (CCE+CAG)"] == ["**48.25**", "**38.00**", "-1.75", "**47.10**", "**37.20**", "-2.90"]
     tex = T.to_latex(t)
-    assert "\\multicolumn{3}{c}{Gaussian} & \\multicolumn{3}{c}{GMM}" in tex
-    assert ("full (CCE+CAG) & \\textbf{48.25} & \\textbf{38.00} & $-$1.75 & \\textbf{47.10} & \\textbf{37.20} & "
-            "$-$2.90 \\\\") in tex
-    assert "baseline & 50.00 & 40.00 & -- & 50.00 $\\pm$ 1.41 & 39.10 $\\pm$ 0.14 & -- \\\\" in tex
+    # One column (table), a tabular per noise stacked, each group header with its \cmidrule.
+    assert tex.startswith("\\begin{table}\n") and tex.count("\\begin{tabular}{lrrr}") == 2
+    gauss, gmm = tex.split("\\par\\medskip")
+    assert " & \\multicolumn{3}{c}{Gaussian} \\\\\n\\cmidrule(lr){2-4}\nVariant & P1 & P2 & $\\Delta$P1 \\\\" in gauss
+    assert " & \\multicolumn{3}{c}{GMM} \\\\\n\\cmidrule(lr){2-4}\nVariant & P1 & P2 & $\\Delta$P1 \\\\" in gmm
+    assert "full (CCE+CAG) & \\textbf{48.25} & \\textbf{38.00} & $-$1.75 \\\\" in gauss
+    assert "full (CCE+CAG) & \\textbf{47.10} & \\textbf{37.20} & $-$2.90 \\\\" in gmm
+    assert "baseline & 50.00 & 40.00 & -- \\\\" in gauss and "baseline & 50.00 $\\pm$ 1.41 & 39.10 $\\pm$ 0.14 & -- \\\\" in gmm
     cap = t.attrs["caption"]
     assert "Shared lifter: GraFormer lifter (ours): P1 60.00 ± 0.00, P2 45.00 ± 0.00." in cap
+    assert "trained with each of Gaussian and GMM noise." in cap
+    # Only the noises that ran are named.
+    gauss = T.ablation_table(df[df["noise"] == "gaussian"]).attrs["caption"]
+    assert "trained with Gaussian noise. ΔP1: change against the baseline" in gauss and "GMM" not in gauss
 
 
 # ----------------------------------------------------------------------------------------- 3DHP
@@ -432,7 +471,13 @@ def test_3dhp_table():
     assert {(r, c) for r, c in t.attrs["bold"]} == {("full + Gaussian", c) for c in t.columns}
     rows = md_rows(T.to_markdown(t))
     assert rows["Method"][:4] == [f"{P} GS", f"{P} noGS", f"{P} Outdoor", f"{P} All"] and rows["Method"][-1] == f"{M} All"
-    assert f"\\multicolumn{{4}}{{c}}{{{P}}} & \\multicolumn{{4}}{{c}}{{{A}}} & {M}" in T.to_latex(t)
+    # LaTeX: the joints as a subscript, a \cmidrule under each group (the label column has none).
+    tex = T.to_latex(t)
+    assert ("\\multicolumn{4}{c}{PCK$_{14}$} & \\multicolumn{4}{c}{AUC$_{14}$} & MPJPE$_{14}$ \\\\\n"
+            "\\cmidrule(lr){2-5} \\cmidrule(lr){6-9} \\cmidrule(lr){10-10}\nMethod & GS & noGS") in tex
+    assert tex.startswith("\\begin{table*}") and tex.count("\\begin{tabular}") == 1
+    assert "Subscripts 14 and 17: over the 14 evaluation joints or all 17." in tex
+    assert "Subscripts" not in t.attrs["caption"]  # LaTeX only: the Markdown headers say "(14 joints)"
     assert t.attrs["title"] == "MPI-INF-3DHP, trained on 3DHP (synthetic)"
     assert t.attrs["caption"].startswith("MPI-INF-3DHP, trained on 3DHP: ") and "over the 14 evaluation joints," in \
         t.attrs["caption"]
@@ -468,7 +513,10 @@ def test_3dhp_14_and_17_joints_trained_on_h36m_vs_3dhp(tmp_path):
     assert cap.startswith("MPI-INF-3DHP, trained on H36M: ")
     assert "over the 14 evaluation joints (the official protocol) and over all 17 joints" in cap
     assert "Trained on Human3.6M's training set (2D input: ground-truth 2D (gt)), tested on MPI-INF-3DHP's" in cap
-    assert "\\multicolumn{4}{c}{PCK (17 joints)}" in T.to_latex(t)
+    # LaTeX: the 14-joint columns, then the 17-joint ones below.
+    first, second = T.to_latex(t).split("\\par\\medskip")
+    assert "\\multicolumn{4}{c}{PCK$_{14}$}" in first and "17}$" not in first
+    assert "\\multicolumn{4}{c}{PCK$_{17}$} & \\multicolumn{4}{c}{AUC$_{17}$} & MPJPE$_{17}$ \\\\" in second
     own_t = T.mpi3dhp_table(own)
     assert own_t.attrs["title"] == "MPI-INF-3DHP, trained on 3DHP (synthetic)" and "Trained on Human3.6M" not in \
         own_t.attrs["caption"]
@@ -506,13 +554,7 @@ def test_summary_table(h36m_df):
     assert list(s["lifter P1"][:5]) == [67.0, 71.0, 67.0, 67.0, 71.0]
     assert math.isnan(s["P1"].iloc[5]) and s["PCK (14 joints)"].iloc[5] == 88.0
     assert s["lifter PCK (14 joints)"].iloc[5] == 80.0
-    assert list(s["wall_time_s"]) == [60.0] * 6
-    rt = T.summary_rich(s)
-    assert rt.row_count == 6 and len(rt.columns) == 14  # the run name only with show_run
-    assert [c.header for c in rt.columns][:2] == ["benchmark", "variant"] and rt.columns[-1].header == "wall time"
-    assert list(rt.columns[6].cells) == ["57.00", "59.00", "55.00", "52.00", "53.00", "–"]
-    assert list(rt.columns[-1].cells) == ["60 s"] * 6
-    assert len(T.summary_rich(s, show_run=True).columns) == 15
+    assert list(s["wall_time_s"]) == [60.0] * 6  # (the printed summary: tests/report/test_summary.py)
 
 
 def test_formatting_helpers():
@@ -542,15 +584,27 @@ def test_write_tables_files(h36m_df, tmp_path):
     paths = T.write_tables(df, out)
     names = [p.name for p in paths]
     assert names == ["h36m_p1.md", "h36m_p1.tex", "h36m_p2.md", "h36m_p2.tex", "3dhp.md", "3dhp.tex",
-                     "ablation.md", "ablation.tex", "h36m_p1_by_action.png"]
+                     "ablation.md", "ablation.tex", "provenance.md", "h36m_p1_by_action.png"]
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # nothing half-written left behind
     md = (out / "h36m_p1.md").read_text()
     assert md.count("Table: ") == 2  # the GT-2D and the CPN setting
     assert md.index("Input: ground-truth 2D (gt)") < md.index("Input: CPN detections (cpn_ft_h36m_dbb)")
     assert (out / "ablation.md").read_text().count("Table: Ablation on") == 3
     tex = (out / "h36m_p1.tex").read_text()
-    assert tex.startswith("% booktabs") and tex.count("\\begin{table*}") == 2
-    assert (out / "3dhp.tex").read_text().count("\\begin{table}") == 1
+    assert tex.startswith("% booktabs tables written by `harness tables`; needs \\usepackage{booktabs,graphicx}")
+    assert tex.count("\\begin{table*}") == 2  # per action: the page width
+    assert (out / "3dhp.tex").read_text().count("\\begin{table*}") == 1
+    abl = (out / "ablation.tex").read_text()
+    assert abl.count("\\begin{table}") == 3 and "table*" not in abl  # one column
+    # Where and how the runs were made: beside the tables, not in their captions.
+    prov = (out / "provenance.md").read_text()
+    assert prov.startswith("# Provenance\n") and prov.endswith("7 runs, total wall time 7.0 min.\n")
+    row = next(ln for ln in prov.splitlines() if ln.startswith("| h36m-baseline-gaussian-seed0-cpn_ft_h36m_dbb "))
+    assert [c.strip() for c in row.strip("|").split("|")] == [
+        "h36m-baseline-gaussian-seed0-cpn_ft_h36m_dbb", "h36m", "cpn_ft_h36m_dbb", "quick", "baseline", "gaussian", "0",
+        "/d", "cpu", "abc", "2026-01-01T00:00:00+00:00", "60 s"]
+    assert "| synthetic " in prov
+    assert "/d" not in tex and "wall time" not in tex + md
     # Only H36M: no 3dhp files.
     paths = T.write_tables(h36m_df, tmp_path / "only")
     assert "3dhp.md" not in [p.name for p in paths]
@@ -584,7 +638,7 @@ def _leftovers(res):
 
 
 SET = ["3dhp.md", "3dhp.tex", "ablation.md", "ablation.tex", "h36m_p1.md", "h36m_p1.tex", "h36m_p1_by_action.png",
-       "h36m_p2.md", "h36m_p2.tex", "results.csv"]
+       "h36m_p2.md", "h36m_p2.tex", "provenance.md", "results.csv"]
 
 
 def test_tables_failure_midway_leaves_the_old_set_intact(tmp_path, monkeypatch):
@@ -635,7 +689,7 @@ def test_tables_success_replaces_the_whole_set(tmp_path):
     assert r.exit_code == 0, r.output
     new = _snapshot(res / "tables")
     assert sorted(new) == ["ablation.md", "ablation.tex", "h36m_p1.md", "h36m_p1.tex", "h36m_p1_by_action.png",
-                           "h36m_p2.md", "h36m_p2.tex", "results.csv"]
+                           "h36m_p2.md", "h36m_p2.tex", "provenance.md", "results.csv"]
     assert all((res / "tables" / n).stat().st_ino != inodes[n] for n in new)  # every file is the new set's
     assert [n for n in new if new[n] == old[n]] == ["h36m_p2.md", "h36m_p2.tex"]  # only P1 changed
     assert "47.5" in new["h36m_p1.md"].decode() and "3dhp" not in new["results.csv"].decode()
