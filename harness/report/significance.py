@@ -459,14 +459,15 @@ INTERVAL_COLUMNS = ["benchmark", "keypoints", "synthetic", "train_on", "profile"
 
 
 def ablation_intervals(df, runs_dir: Path, baseline: str = "baseline", n_boot: int = DEFAULT_BOOT,
-                       seed: int = 0):
+                       seed: int = 0, skip_unpaired: bool = False):
     """Each variant's difference to the baseline, with its interval: one row per (setting, profile,
     variant, noise, metric) of the tidy results ``df`` (:func:`harness.report.results.collect` of
     ``runs_dir``), columns :data:`INTERVAL_COLUMNS` (``delta`` = variant minus ``baseline`` with the
     same setting, profile and noise; metrics P1, P2 for H36M, MPJPE, PCK (runs that have them) and
     MPJPE17 for 3DHP; the refined pose). Only the latest run per seed counts (as in the tables); seeds
     are paired (those both sides have). Runs whose folder holds neither ``per_frame.npz`` nor a clips
-    record are left out, nothing raised; a pair of runs that is not paired is a DataError."""
+    record are left out, nothing raised; runs that are not paired (:func:`check_paired`) are a DataError,
+    or with ``skip_unpaired`` (the tables: an optional column must not stop them) left out."""
     import pandas as pd
 
     from harness.report.rows import _RUN_KEY, _SETTING, NOISE_ORDER, VARIANT_ORDER, _order, latest_runs, normalise
@@ -495,7 +496,13 @@ def ablation_intervals(df, runs_dir: Path, baseline: str = "baseline", n_boot: i
                 continue
             a = [clips(base[s]) for s in seeds]
             b = [clips(other[s]) for s in seeds]
-            for iv in paired_intervals(a, b, n_boot=n_boot, seed=seed):
+            try:
+                ivs = paired_intervals(a, b, n_boot=n_boot, seed=seed)
+            except DataError:
+                if not skip_unpaired:
+                    raise
+                continue
+            for iv in ivs:
                 rows.append({**dict(zip(group_key, key)), "variant": variant, "metric": iv.metric,
                              "delta": iv.delta, "lo": iv.lo, "hi": iv.hi, "significant": iv.significant,
                              "n_clips": iv.n_clips, "n_seeds": iv.n_seeds, "method": iv.method})

@@ -589,7 +589,8 @@ def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None =
             raise DataError(f"unknown benchmark '{bench}' in the results")
         if (sub["model"] == "diffusion").any():
             docs["ablation"].append(ablation_table(
-                sub, intervals=None if runs_dir is None else significance.ablation_intervals(sub, runs_dir)))
+                sub, intervals=None if runs_dir is None else significance.ablation_intervals(sub, runs_dir,
+                                                                                           skip_unpaired=True)))
     return {k: v for k, v in docs.items() if v}
 
 
