@@ -572,7 +572,7 @@ def tables_cmd(
 @handle_errors
 def compare_cmd(
     run_a: str = typer.Argument(..., help="Run folder A (several, comma-separated: one per seed)."),
-    run_b: str = typer.Argument(..., help="Run folder B (several, comma-separated: one per seed, paired with A's by seed)."),
+    run_b: str = typer.Argument(..., help="Run folder B (several, comma-separated: paired with A's by seed)."),
     boot: int = typer.Option(10000, "--boot", min=1, help="Bootstrap replicates."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap's random draws."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),

@@ -204,9 +204,10 @@ def clips_from_record(record: Any, benchmark: str, source: str) -> Clips:
                  out, record["frames_sha256"], source)
 
 
-def find_clips(run_dir: Path) -> Clips | None:
+def find_clips(run_dir: Path, benchmark: str | None = None) -> Clips | None:
     """A run folder's clips: its ``metrics.json`` ``"clips"`` record when it has one, else its
-    ``per_frame.npz``; None when it has neither (a malformed one is a one-line DataError)."""
+    ``per_frame.npz``; None when it has neither (a malformed one is a one-line DataError). The benchmark
+    is the run config's (``metrics.json`` or ``config.json``), else ``benchmark``."""
     from harness.report.results import read_json_file
     from harness.safeio import load_npz
 
@@ -222,7 +223,7 @@ def find_clips(run_dir: Path) -> Clips | None:
     if not cfg and (run_dir / "config.json").is_file():
         c = read_json_file(run_dir / "config.json", "run config")
         cfg = c if isinstance(c, dict) else {}
-    bench = cfg.get("benchmark")
+    bench = cfg.get("benchmark", benchmark)
     if bench not in METRIC_ARRAYS:
         raise DataError(f"{run_dir}: no run config (metrics.json or config.json) naming the benchmark")
     seed = cfg.get("seed")
@@ -459,15 +460,16 @@ INTERVAL_COLUMNS = ["benchmark", "keypoints", "synthetic", "train_on", "profile"
 
 
 def ablation_intervals(df, runs_dir: Path, baseline: str = "baseline", n_boot: int = DEFAULT_BOOT,
-                       seed: int = 0, skip_unpaired: bool = False):
+                       seed: int = 0, strict: bool = True):
     """Each variant's difference to the baseline, with its interval: one row per (setting, profile,
     variant, noise, metric) of the tidy results ``df`` (:func:`harness.report.results.collect` of
     ``runs_dir``), columns :data:`INTERVAL_COLUMNS` (``delta`` = variant minus ``baseline`` with the
     same setting, profile and noise; metrics P1, P2 for H36M, MPJPE, PCK (runs that have them) and
     MPJPE17 for 3DHP; the refined pose). Only the latest run per seed counts (as in the tables); seeds
     are paired (those both sides have). Runs whose folder holds neither ``per_frame.npz`` nor a clips
-    record are left out, nothing raised; runs that are not paired (:func:`check_paired`) are a DataError,
-    or with ``skip_unpaired`` (the tables: an optional column must not stop them) left out."""
+    record are left out, nothing raised; a source that cannot be read and runs that are not paired
+    (:func:`check_paired`) are a one-line DataError, or, not ``strict`` (the tables: an optional column
+    must not stop them), left out too."""
     import pandas as pd
 
     from harness.report.rows import _RUN_KEY, _SETTING, NOISE_ORDER, VARIANT_ORDER, _order, latest_runs, normalise
@@ -480,7 +482,15 @@ def ablation_intervals(df, runs_dir: Path, baseline: str = "baseline", n_boot: i
         return pd.DataFrame(rows, columns=INTERVAL_COLUMNS)
     d, _ = latest_runs(d)
     runs = d.drop_duplicates("run")[_RUN_KEY + ["run"]]
-    found = {r: find_clips(runs_dir / r) for r in runs["run"]}
+    def find(run: str, bench: str) -> Clips | None:
+        try:
+            return find_clips(runs_dir / run, bench)
+        except DataError:
+            if strict:
+                raise
+            return None
+
+    found = {r: find(r, b) for r, b in zip(runs["run"], runs["benchmark"])}
     runs = runs[[found[r] is not None for r in runs["run"]]]
     clips = found.__getitem__
 
@@ -499,7 +509,7 @@ def ablation_intervals(df, runs_dir: Path, baseline: str = "baseline", n_boot: i
             try:
                 ivs = paired_intervals(a, b, n_boot=n_boot, seed=seed)
             except DataError:
-                if not skip_unpaired:
+                if strict:
                     raise
                 continue
             for iv in ivs:

@@ -590,7 +590,7 @@ def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None =
         if (sub["model"] == "diffusion").any():
             docs["ablation"].append(ablation_table(
                 sub, intervals=None if runs_dir is None else significance.ablation_intervals(sub, runs_dir,
-                                                                                           skip_unpaired=True)))
+                                                                                           strict=False)))
     return {k: v for k, v in docs.items() if v}
 
 

@@ -320,7 +320,7 @@ def test_unpaired_ablation_runs_raise_but_do_not_stop_the_tables(tmp_path):
     save_npz(tmp_path / "b0" / "per_frame.npz", **with_errors(fr, np.zeros(17)))
     with pytest.raises(DataError, match=r"b0/per_frame.npz and .*c0/per_frame.npz are not paired: their 'camera'"):
         S.ablation_intervals(df, tmp_path, n_boot=B)
-    assert S.ablation_intervals(df, tmp_path, n_boot=B, skip_unpaired=True).empty
+    assert S.ablation_intervals(df, tmp_path, n_boot=B, strict=False).empty
     table = T.build_tables(df, references=[], runs_dir=tmp_path)["ablation"][0]
     assert not any("CI" in c[1] for c in table.columns)
 
