@@ -585,6 +585,30 @@ def tables_cmd(
     _write_tables(results_dir, out, fmt.value, as_json)
 
 
+@app.command("compare")
+@handle_errors
+def compare_cmd(
+    run_a: str = typer.Argument(..., help="Run folder A (several, comma-separated: one per seed)."),
+    run_b: str = typer.Argument(..., help="Run folder B (several, comma-separated: paired with A's by seed)."),
+    boot: int = typer.Option(10000, "--boot", min=1, help="Bootstrap replicates."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap's random draws."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """P1/P2 (3DHP: MPJPE, PCK) of two runs and B - A with its 95% paired-bootstrap interval over test
+    clips (harness/report/significance.py); says whether the interval contains 0."""
+    import json
+
+    from harness.report.significance import compare_runs, comparison_lines
+
+    result = compare_runs([Path(p) for p in _csv(run_a, "RUN_A")], [Path(p) for p in _csv(run_b, "RUN_B")],
+                          n_boot=boot, seed=seed)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for line in comparison_lines(result):
+        console.print(escape(line), highlight=False, soft_wrap=True)
+
+
 @app.command("check")
 @handle_errors
 def check_cmd(

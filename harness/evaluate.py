@@ -1,6 +1,9 @@
 """Evaluation on the test split: the sampler's refined poses and the lifter's, per-frame P1/P2 (mm) and
 their aggregation by the benchmark's protocol (:mod:`harness.metrics`: H36M per action, 3DHP per
-sequence and scene), plus a few sample poses for figures.
+sequence and scene), plus a few sample poses for figures. For 3DHP the per-frame errors also hold
+MPJPE (mm) and PCK (%) over the 14 evaluation joints (``<model>_mpjpe14``, ``<model>_pck14``; their
+means over valid frames are the summary's ``MPJPE`` and ``PCK``), for the per-clip sums of
+:func:`harness.report.significance.clip_record`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from harness.data.base import PoseSet
 from harness.device import DeviceData
 from harness.errors import DataError
 from harness.diffusion.sampler import Sampler
+from harness.skeleton import MPI3DHP_EVAL_JOINTS_H36M
 from harness.train.augment import Flip
 
 NUM_SAMPLE_POSES = 8
@@ -59,6 +63,8 @@ def evaluate(cfg: Config, model: torch.nn.Module, data: dict[str, PoseSet], lift
         pred_mm = pred.astype(np.float64) * 1000.0
         per_frame[f"{name}_p1"] = M.mpjpe_per_frame(pred_mm, gt_mm).astype(np.float32)
         per_frame[f"{name}_p2"] = M.p_mpjpe_per_frame(pred_mm, gt_mm).astype(np.float32)
+        if cfg.benchmark != "h36m":
+            per_frame[f"{name}_mpjpe14"], per_frame[f"{name}_pck14"] = mpi3dhp_per_frame(pred_mm, gt_mm)
         out[name] = _summarise(cfg, test, pred_mm, gt_mm, per_frame[f"{name}_p1"], per_frame[f"{name}_p2"])
     if hyp is not None:
         hyp_mm = hyp.astype(np.float64) * 1000.0
@@ -83,6 +89,14 @@ def evaluate(cfg: Config, model: torch.nn.Module, data: dict[str, PoseSet], lift
     per_frame["frame"] = test.frame
     per_frame["valid"] = test.valid
     return out, per_frame
+
+
+def mpi3dhp_per_frame(pred_mm: np.ndarray, gt_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """3DHP per frame over the 14 evaluation joints (:data:`~harness.skeleton.MPI3DHP_EVAL_JOINTS_H36M`,
+    as :func:`harness.metrics.mpi3dhp_summary`): MPJPE (mm) and PCK (%, error < 150 mm), float32 ``(N,)``
+    each; their means over the valid frames are the summary's ``MPJPE`` and ``PCK``."""
+    err = M.joint_errors(pred_mm, gt_mm)[:, list(MPI3DHP_EVAL_JOINTS_H36M)]
+    return err.mean(axis=1).astype(np.float32), (100.0 * (err < M.PCK_THRESHOLD).mean(axis=1)).astype(np.float32)
 
 
 def _predict_pairs(fn, a: torch.Tensor, b: torch.Tensor, batch: int) -> torch.Tensor:

@@ -23,6 +23,7 @@ from harness.errors import DataError
 from harness.evaluate import evaluate
 from harness.lifter import run_lifter_predictions, train_lifter
 from harness.noise import build_noise_for, noise_from_dict
+from harness.report.significance import clip_record
 from harness.identity import numerics as current_numerics
 from harness.identity import run_identity
 from harness.runs import git_commit, is_done, lifter_dir, read_run_config, run_name, stale_note
@@ -87,7 +88,8 @@ def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, dat
     save_npz(run_dir / "per_frame.npz", **per_frame)
     result = _record(cfg, run_dir, device, data, len(data["train"]),
                      {**ident, "hash": run_dir.name.rsplit("-", 1)[1], "lifter": lifter_folder.name})
-    result.update({"wall_time_s": round(time.perf_counter() - t_start, 2), "metrics": metrics})
+    result.update({"wall_time_s": round(time.perf_counter() - t_start, 2), "metrics": metrics,
+                   "clips": clip_record(cfg.benchmark, per_frame)})  # per-clip sums: `harness compare`
     write_json(run_dir / "metrics.json", result)
     return run_dir
 
@@ -145,6 +147,7 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
     if (run_dir / "origin.json").exists():
         result["origin"] = read_json(run_dir / "origin.json")
     result.update({"wall_time_s": round(time.perf_counter() - t_start, 2), "metrics": metrics,
+                   "clips": clip_record(cfg.benchmark, per_frame),
                    "evaluated": result["date"], "eval_precision": eval_cfg.precision})
     if imported and eval_cfg.precision == cfg.precision:
         path, frames = run_dir / "metrics.json", run_dir / "per_frame.npz"

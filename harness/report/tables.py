@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import DataError
+from harness.report import significance
 from harness.report.results import TIDY_COLUMNS
 from harness.report.rows import (  # noqa: F401  (re-exported: the tables' API)
     ABLATION_LABELS,
@@ -369,11 +370,13 @@ def mpi3dhp_table(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None 
     return table
 
 
-def ablation_table(df: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+def ablation_table(df: pd.DataFrame, decimals: int = 2, intervals: pd.DataFrame | None = None) -> pd.DataFrame:
     """The ablation in the paper's form for one setting: rows baseline / +CCE / +CAG / full
     (CCE+CAG); a column group per noise (Gaussian, GMM) with the averages (H36M: P1, P2; 3DHP: PCK,
     AUC, MPJPE over All on the 14 evaluation joints, and PCK, AUC on all 17 where the results have them)
-    and the change of the first against the baseline with the same noise."""
+    and the change of the first against the baseline with the same noise. ``intervals``
+    (:func:`harness.report.significance.ablation_intervals`) adds ``Δ<metric> [95% CI]`` columns
+    (:func:`~harness.report.significance.interval_columns`); without any, none are added."""
     sub, _ = _single_setting(df, None)
     bench = sub["benchmark"].iloc[0]
     train_on = _train_on(sub)
@@ -426,6 +429,8 @@ def ablation_table(df: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
                  for m in metrics]
         cols.append(_Col((nl, f"Δ{label(lead)}"), delta_of=(f"{lead}@{noise}", group)))
     table = _assemble(merged, cols, decimals, delta_base=bases, index_name="Variant")
+    ci_note = significance.interval_columns(table, merged, noises, intervals, metrics, NOISE_LABELS, METRIC_LABELS,
+                                            decimals, MISSING)
     lift_txt = "; ".join(
         f"{r.label}: " + ", ".join(f"{label(m)} " + fmt_value(r.mean[(m, group)], r.std.get((m, group), float("nan")),
                                                        r.n[(m, group)], decimals)
@@ -447,6 +452,8 @@ def ablation_table(df: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
                  "synth" if syn else "")
     table.attrs.update(caption=caption.strip(), label=f"tab:{slug}", title=f"Ablation {where}", latex_env="table",
                        latex_split="groups", latex_note=JOINTS_NOTE if bench == "3dhp" else "")
+    if ci_note:
+        table.attrs["caption"] += " " + ci_note
     return table
 
 
@@ -855,10 +862,11 @@ def tex_file(tables: Sequence[pd.DataFrame]) -> str:
     return LATEX_HEAD + "\n".join(to_latex(t) for t in tables)
 
 
-def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None = None
-                 ) -> dict[str, list[pd.DataFrame]]:
+def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None = None,
+                 runs_dir: Path | None = None) -> dict[str, list[pd.DataFrame]]:
     """Every table of a results set, by file stem: ``h36m_p1``, ``h36m_p2``, ``3dhp``, ``ablation``
-    (a stem with several settings has one table per setting)."""
+    (a stem with several settings has one table per setting). With ``runs_dir`` (the run folders),
+    the ablation has the intervals of its differences where the runs' per-clip errors are there."""
     refs = load_references() if references is None else list(references)
     docs: dict[str, list[pd.DataFrame]] = {"h36m_p1": [], "h36m_p2": [], "3dhp": [], "ablation": []}
     for (bench, *_), sub in split_settings(df):
@@ -870,7 +878,9 @@ def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None =
         else:
             raise DataError(f"unknown benchmark '{bench}' in the results")
         if (sub["model"] == "diffusion").any():
-            docs["ablation"].append(ablation_table(sub))
+            docs["ablation"].append(ablation_table(
+                sub, intervals=None if runs_dir is None else significance.ablation_intervals(sub, runs_dir,
+                                                                                           strict=False)))
     return {k: v for k, v in docs.items() if v}
 
 
@@ -924,7 +934,7 @@ def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
     out_dir = Path(out_dir)
     refs = load_references() if references is None else list(references)
     paths: list[Path] = []
-    for stem, tables in build_tables(df, refs).items():
+    for stem, tables in build_tables(df, refs, runs_dir=runs_dir).items():
         paths.append(_write_text(out_dir / f"{stem}.md", "\n".join(to_markdown(t) for t in tables)))
         paths.append(_write_text(out_dir / f"{stem}.tex", tex_file(tables)))
     paths.append(_write_text(out_dir / "provenance.md", provenance(df)))
