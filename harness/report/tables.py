@@ -586,10 +586,11 @@ def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None =
 
 def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
                  references: Sequence[dict[str, Any]] | None = None) -> list[Path]:
-    """Write ``<stem>.md`` and ``<stem>.tex`` for each table with data, the per-action bar chart
-    ``h36m_p1_by_action.png`` (H36M results) and, when ``runs_dir`` holds a run whose
-    ``per_frame.npz`` has the sample poses, ``poses.png``. Every file is written atomically;
-    returns the paths written."""
+    """Write ``<stem>.md`` and ``<stem>.tex`` for each table with data and the figures of
+    :mod:`harness.report.plots`, each a ``.pdf`` and a ``.png``: ``h36m_p1_by_action`` and
+    ``h36m_p2_by_action`` (H36M results), ``3dhp_by_scene`` (3DHP results) and, when ``runs_dir``
+    holds a run whose ``per_frame.npz`` has the sample poses, ``poses``. Every file is written
+    atomically; returns the paths written."""
     df = normalise(df)
     if df.empty:
         raise DataError("no finished runs in the results: nothing to tabulate")
@@ -607,21 +608,23 @@ def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
     except ImportError:  # matplotlib absent: tables only
         return paths
     if (df["benchmark"] == "h36m").any():
-        paths.append(plots.plot_h36m_by_action(df, out_dir / "h36m_p1_by_action.png", references=refs))
+        for metric in ("P1", "P2"):
+            paths += plots.plot_h36m_by_action(df, out_dir / f"h36m_{metric.lower()}_by_action.png", metric=metric,
+                                               references=refs)
+    if (df["benchmark"] == "3dhp").any():
+        paths += plots.plot_3dhp_by_scene(df, out_dir / "3dhp_by_scene.png", references=refs)
     if runs_dir is not None:
         run_dir = plots.pick_pose_run(df, runs_dir)
         if run_dir is not None:
-            p = plots.plot_poses(run_dir, out_dir / "poses.png")
-            if p is not None:
-                paths.append(p)
+            paths += plots.plot_poses(run_dir, out_dir / "poses.png") or []
     return paths
 
 
 # ------------------------------------------------------------------------------------ the table set
-# What a table set folder holds (results.csv, *.md, *.tex, *.png, and temporary files of an older
+# What a table set folder holds (results.csv, *.md, *.tex, *.png, *.pdf, and temporary files of an older
 # version's writers, killed midway: hidden names with these suffixes). A folder holding anything else
 # is not replaced.
-SET_SUFFIXES = (".csv", ".md", ".tex", ".png")
+SET_SUFFIXES = (".csv", ".md", ".tex", ".png", ".pdf")
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
