@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
 
 from harness.errors import DataError
@@ -136,11 +137,12 @@ def paper_style() -> Iterator[None]:
 
 
 def variant_colour(variant: str) -> str:
-    """The variant's colour: :data:`VARIANT_COLOURS`, or for an undeclared variant a palette colour
-    chosen by the CRC-32 of its name (the same in every figure and every run)."""
+    """The variant's colour: :data:`VARIANT_COLOURS`, or for an undeclared variant one of the palette's
+    colours no declared variant has, chosen by the CRC-32 of its name (the same in every figure and run)."""
     if variant in VARIANT_COLOURS:
         return VARIANT_COLOURS[variant]
-    return OKABE_ITO[zlib.crc32(variant.encode()) % len(OKABE_ITO)]
+    spare = [c for c in OKABE_ITO if c not in VARIANT_COLOURS.values()] or list(OKABE_ITO)
+    return spare[zlib.crc32(variant.encode()) % len(spare)]
 
 
 def _lighten(colour: str, amount: float) -> tuple[float, float, float]:
@@ -166,7 +168,19 @@ def _row_marker_style(row: Any) -> tuple[dict[str, Any], str]:
     return st, f"ours:{row.variant}:{row.noise}:{row.profile}"
 
 
-def _legend_rows(rows: Sequence[Any], refs: Sequence[dict[str, Any]]) -> list[list[tuple[Any, str]]]:
+def _ref_short(ref: dict[str, Any]) -> str:
+    return str(ref.get("short") or ref["name"])
+
+
+def _ref_style(ref: dict[str, Any], order: Sequence[str]) -> dict[str, Any]:
+    """A reference's line: grey and dash by the place of its short name among all references' (the
+    same method the same line in every panel and figure, whatever its input)."""
+    k = list(order).index(_ref_short(ref)) if _ref_short(ref) in order else len(order)
+    return {"color": REFERENCE_GREYS[k % len(REFERENCE_GREYS)], "linestyle": REFERENCE_STYLES[k % len(REFERENCE_STYLES)]}
+
+
+def _legend_rows(rows: Sequence[Any], refs: Sequence[dict[str, Any]],
+                 ref_order: Sequence[str] = ()) -> list[list[tuple[Any, str]]]:
     """A factorised legend, as rows of (handle, label): the variants (their colours), then the lifter,
     the noises (their markers and shades, in black) and the references; one entry per row of the
     table instead when rows of several profiles would share a style."""
@@ -188,10 +202,9 @@ def _legend_rows(rows: Sequence[Any], refs: Sequence[dict[str, Any]]) -> list[li
             st = NOISE_STYLES.get(n, OTHER_NOISE_STYLE)
             second.append((Line2D([], [], linestyle="none", marker=st["marker"], color="black", mec="black",
                                   mfc=_lighten("black", st["lighten"])), f"{NOISE_LABELS.get(n, n)} noise"))
-    for k, ref in enumerate(refs):
-        second.append((Line2D([], [], color=REFERENCE_GREYS[k % len(REFERENCE_GREYS)],
-                              linestyle=REFERENCE_STYLES[k % len(REFERENCE_STYLES)], linewidth=1.0),
-                       f"{ref.get('short') or ref['name']} (published)"))
+    for short, ref in {_ref_short(r): r for r in refs}.items():
+        what = "released code" if ref.get("kind") == "released-code-output" else "published"
+        second.append((Line2D([], [], linewidth=1.0, **_ref_style(ref, ref_order)), f"{short} ({what})"))
     return [r for r in (first, second) if r]
 
 
@@ -229,6 +242,9 @@ def _save(fig: Figure, path: Path) -> list[Path]:
     """Write ``fig`` as ``<stem>.pdf`` and ``<stem>.png`` (300 dpi), each atomically, at its size."""
     pdf, png = _outputs(path)
     with paper_style():
+        if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+            fig.draw_without_rendering()  # lay out once, then keep it for both files
+            fig.set_layout_engine("none")
         with atomic_path(pdf, suffix=".pdf") as tmp:
             fig.savefig(tmp, format="pdf", metadata=PDF_METADATA)
         with atomic_path(png, suffix=".png") as tmp:
@@ -263,7 +279,7 @@ def _value_axis(ax: Any, values: Sequence[float], label: str, upper_limit: float
 
 
 def _dot_rows(ax: Any, rows: Sequence[Any], refs: Sequence[dict[str, Any]], metric: str,
-              groups: Sequence[str]) -> list[float]:
+              groups: Sequence[str], ref_order: Sequence[str] = ()) -> list[float]:
     """Rows as dots per group (lifter, then each variant x noise, side by side within a group), with
     error bars of the std over seeds, references as ticks across the group. Returns the values drawn."""
     x = np.arange(len(groups), dtype=float)
@@ -281,13 +297,14 @@ def _dot_rows(ax: Any, rows: Sequence[Any], refs: Sequence[dict[str, Any]], metr
                            elinewidth=0.6, zorder=3, **st)
         cont.lines[0].set_gid(gid)
         drawn += list(means) + (list(means + yerr) + list(means - yerr) if yerr is not None else [])
-    for k, ref in enumerate(refs):
+    for ref in refs:
         vals = ref["metrics"][metric]
         xs = np.array([xi for xi, g in zip(x, groups) if g in vals])
         ys = [vals[g] for g in groups if g in vals]
         if len(ys):
-            lines = ax.hlines(ys, xs - 0.44, xs + 0.44, colors=REFERENCE_GREYS[k % len(REFERENCE_GREYS)],
-                              linestyles=REFERENCE_STYLES[k % len(REFERENCE_STYLES)], linewidth=1.0, zorder=2)
+            st = _ref_style(ref, ref_order)
+            lines = ax.hlines(ys, xs - 0.44, xs + 0.44, colors=st["color"], linestyles=st["linestyle"],
+                              linewidth=1.0, zorder=2)
             lines.set_gid(f"ref:{ref['name']}")
             drawn += ys
     ax.set_xticks(x)
@@ -310,6 +327,7 @@ def h36m_by_action_figure(df: pd.DataFrame, metric: str = "P1",
     if metric not in ("P1", "P2"):
         raise DataError(f"per-action figure of {metric!r}: Human3.6M's metrics are P1 and P2")
     refs_all = load_references() if references is None else list(references)
+    ref_order = list(dict.fromkeys(_ref_short(r) for r in refs_all))
     settings = [(key, sub) for key, sub in split_settings(normalise(df)) if key[0] == "h36m"]
     if not settings:
         raise DataError("no Human3.6M runs in the results: nothing to plot per action")
@@ -325,7 +343,7 @@ def h36m_by_action_figure(df: pd.DataFrame, metric: str = "P1",
             groups = [a for a in H36M_ACTIONS if a in present] + ["Avg"]
             rows = our_rows(sub, [metric], groups)
             refs = [r for r in matching_references(refs_all, "h36m", kp, syn) if metric in r["metrics"]]
-            drawn = _dot_rows(ax, rows, refs, metric, groups)
+            drawn = _dot_rows(ax, rows, refs, metric, groups, ref_order)
             ax.set_xticklabels([LATEX_HEADERS.get(g, g) for g in groups])
             if len(groups) > 1:
                 ax.axvline(len(groups) - 1.5, color="#bdbdbd", linewidth=0.6, linestyle=":")
@@ -335,7 +353,7 @@ def h36m_by_action_figure(df: pd.DataFrame, metric: str = "P1",
                          loc="left")
             all_rows += [r for r in rows if r.label not in {q.label for q in all_rows}]
             all_refs += [r for r in refs if r["name"] not in {q["name"] for q in all_refs}]
-        _legend(fig, _legend_rows(all_rows, all_refs), ncol=10)
+        _legend(fig, _legend_rows(all_rows, all_refs, ref_order), ncol=10)
     return fig
 
 
@@ -357,6 +375,7 @@ MPI3DHP_FIGURE_METRICS = ("PCK", "AUC")  # the official 14 evaluation joints
 def mpi3dhp_by_scene_figure(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None = None) -> Figure:
     """The figure of :func:`plot_3dhp_by_scene`."""
     refs_all = load_references() if references is None else list(references)
+    ref_order = list(dict.fromkeys(_ref_short(r) for r in refs_all))
     settings = [(key, sub) for key, sub in split_settings(normalise(df)) if key[0] == "3dhp"]
     if not settings:
         raise DataError("no MPI-INF-3DHP runs in the results: nothing to plot per scene")
@@ -373,7 +392,7 @@ def mpi3dhp_by_scene_figure(df: pd.DataFrame, references: Sequence[dict[str, Any
                 groups = [g for g in MPI3DHP_SCENE_ORDER if g in present]
                 rows = our_rows(sub, [metric], groups)
                 refs = [r for r in matching_references(refs_all, "3dhp", kp, syn) if metric in r["metrics"]]
-                drawn = _dot_rows(ax, rows, refs, metric, groups)
+                drawn = _dot_rows(ax, rows, refs, metric, groups, ref_order)
                 ax.set_xticklabels(groups)
                 _value_axis(ax, drawn, f"{metric} (%)", upper_limit=100.0)
                 ax.set_title(f"{metric}, higher is better")
@@ -382,7 +401,7 @@ def mpi3dhp_by_scene_figure(df: pd.DataFrame, references: Sequence[dict[str, Any
             train = rest[0] if rest else ""
             sf.suptitle(f"MPI-INF-3DHP, 14 joints, {trained_on('3dhp', train)}"
                         + (" (synthetic data)" if syn else ""), fontsize=8)
-        _legend(fig, _legend_rows(all_rows, all_refs), ncol=4)
+        _legend(fig, _legend_rows(all_rows, all_refs, ref_order), ncol=4)
     return fig
 
 
@@ -584,6 +603,14 @@ def _run_info(run_dir: Path) -> dict[str, Any]:
             "synthetic": bool(data.get("synthetic", False))}
 
 
+def _bone_path(pose: np.ndarray, edges: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The bones of one pose (J, C) as one polyline: child, parent, NaN (a break) per bone."""
+    out = np.full((3 * len(edges), pose.shape[1]), np.nan)
+    for i, (c, p) in enumerate(edges):
+        out[3 * i], out[3 * i + 1] = pose[c], pose[p]
+    return out
+
+
 def _at(arr: np.ndarray | None, i: int | None) -> Any:
     return arr[i] if arr is not None and i is not None and 0 <= i < len(arr) else None
 
@@ -641,8 +668,8 @@ def poses_figure(run_dir: Path, num: int = 3) -> Figure | None:
                 words.append(f"sample {k}")
             # 2D input: normalised image coordinates, v down.
             ax = fig.add_subplot(grid[0, col])
-            for c, p in edges:
-                ax.plot(p2d[k, [c, p], 0], p2d[k, [c, p], 1], color="#404040", linewidth=1.1)
+            bones = _bone_path(p2d[k], edges)
+            ax.plot(bones[:, 0], bones[:, 1], color="#404040", linewidth=1.1)
             ax.plot(p2d[k, :, 0], p2d[k, :, 1], linestyle="none", marker="o", markersize=1.8, color="#404040")
             lo2, hi2 = p2d[k].min(axis=0), p2d[k].max(axis=0)
             centre, half = (lo2 + hi2) / 2, max(float((hi2 - lo2).max()) / 2 * 1.12, 1e-3)
@@ -657,10 +684,10 @@ def poses_figure(run_dir: Path, num: int = 3) -> Figure | None:
             ax3 = fig.add_subplot(grid[1, col], projection="3d")
             poses = [gt[k], pred[k]] + ([lifter[k]] if lifter is not None else [])
             rel = [(q - q[:1]) * 1000.0 for q in poses]
-            for pose, (label, c_, ls, lw) in zip(rel[::-1], styles[:len(rel)][::-1]):  # GT drawn last, on top
-                for c, p in edges:
-                    ax3.plot(pose[[c, p], 0], pose[[c, p], 2], -pose[[c, p], 1], color=c_, linestyle=ls,
-                             linewidth=lw)
+            for i in (2, 0, 1)[3 - len(rel):]:  # the lifter below, the refined (dashed) pose on top of the GT
+                pose, (label, c_, ls, lw) = rel[i], styles[i]
+                bones = _bone_path(pose, edges)
+                ax3.plot(bones[:, 0], bones[:, 2], -bones[:, 1], color=c_, linestyle=ls, linewidth=lw, label=label)
             ax3.set_xlim(-radius, radius)
             ax3.set_ylim(-radius, radius)
             ax3.set_zlim(-radius, radius)
