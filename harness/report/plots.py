@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import matplotlib
+from matplotlib import colors as mcolors
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -146,7 +147,7 @@ def variant_colour(variant: str) -> str:
 
 
 def _lighten(colour: str, amount: float) -> tuple[float, float, float]:
-    r, g, b = matplotlib.colors.to_rgb(colour)
+    r, g, b = mcolors.to_rgb(colour)
     return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount)
 
 
@@ -156,7 +157,7 @@ def row_style(variant: str, noise: str) -> dict[str, Any]:
     ns = NOISE_STYLES.get(noise, OTHER_NOISE_STYLE)
     colour = variant_colour(variant)
     return {"marker": ns["marker"], "color": colour, "mec": colour,
-            "mfc": matplotlib.colors.to_hex(_lighten(colour, ns["lighten"])), "hatch": ns["hatch"]}
+            "mfc": mcolors.to_hex(_lighten(colour, ns["lighten"])), "hatch": ns["hatch"]}
 
 
 def _row_marker_style(row: Any) -> tuple[dict[str, Any], str]:
@@ -176,18 +177,19 @@ def _ref_style(ref: dict[str, Any], order: Sequence[str]) -> dict[str, Any]:
     """A reference's line: grey and dash by the place of its short name among all references' (the
     same method the same line in every panel and figure, whatever its input)."""
     k = list(order).index(_ref_short(ref)) if _ref_short(ref) in order else len(order)
-    return {"color": REFERENCE_GREYS[k % len(REFERENCE_GREYS)], "linestyle": REFERENCE_STYLES[k % len(REFERENCE_STYLES)]}
+    return {"color": REFERENCE_GREYS[k % len(REFERENCE_GREYS)],
+            "linestyle": REFERENCE_STYLES[k % len(REFERENCE_STYLES)]}
 
 
-def _legend_rows(rows: Sequence[Any], refs: Sequence[dict[str, Any]],
-                 ref_order: Sequence[str] = ()) -> list[list[tuple[Any, str]]]:
+def _legend_rows(rows: Sequence[Any], refs: Sequence[dict[str, Any]], ref_order: Sequence[str] = (),
+                 per_row: bool = False) -> list[list[tuple[Any, str]]]:
     """A factorised legend, as rows of (handle, label): the variants (their colours), then the lifter,
-    the noises (their markers and shades, in black) and the references; one entry per row of the
-    table instead when rows of several profiles would share a style."""
+    the noises (their markers and shades, in black) and the references; ``per_row``: one entry per
+    row of the table instead (rows of several profiles in one panel share a style)."""
     ours = [r for r in rows if r.kind == "ours"]
     first: list[tuple[Any, str]] = []
     second: list[tuple[Any, str]] = []
-    if len({r.profile for r in rows}) > 1:  # rows of several profiles: one entry per row
+    if per_row:
         for r in rows:
             st, _ = _row_marker_style(r)
             first.append((Line2D([], [], linestyle="none", **st), r.label))
@@ -208,9 +210,13 @@ def _legend_rows(rows: Sequence[Any], refs: Sequence[dict[str, Any]],
     return [r for r in (first, second) if r]
 
 
-def _legend(fig: Figure, rows: list[list[tuple[Any, str]]], ncol: int, loc: str = "outside upper center") -> None:
+LEGEND_LINE = 0.14  # inches: one line of a 7 pt legend
+
+
+def _legend(fig: Figure, rows: list[list[tuple[Any, str]]], ncol: int, loc: str = "outside upper center",
+            lines_planned: int = 1) -> None:
     """``rows`` as a figure legend of ``ncol`` columns, each row starting on a line of its own (all in
-    one line when they fit)."""
+    one line when they fit); the figure grows by :data:`LEGEND_LINE` per line beyond ``lines_planned``."""
     entries = [e for r in rows for e in r]
     if not entries:
         return
@@ -223,6 +229,9 @@ def _legend(fig: Figure, rows: list[list[tuple[Any, str]]], ncol: int, loc: str 
     grid = [line + [blank] * (ncol - len(line)) for line in lines]
     ordered = [grid[i][j] for j in range(ncol) for i in range(len(grid))]  # matplotlib fills by column
     fig.legend([h for h, _ in ordered], [lab for _, lab in ordered], loc=loc, ncol=ncol)
+    if len(grid) > lines_planned:
+        w, h = fig.get_size_inches()
+        fig.set_size_inches(w, h + LEGEND_LINE * (len(grid) - lines_planned))
 
 
 # ---------------------------------------------------------------------------------- figure i/o
@@ -337,11 +346,13 @@ def h36m_by_action_figure(df: pd.DataFrame, metric: str = "P1",
         axes = fig.subplots(len(settings), 1, squeeze=False)[:, 0]
         all_rows: list[Any] = []
         all_refs: list[dict[str, Any]] = []
+        panel_rows: list[list[Any]] = []
         for ax, ((_, kp, syn, *rest), sub) in zip(axes, settings):
             sub, _ = latest_runs(sub)
             present = set(sub.loc[sub["metric"] == metric, "group"])
             groups = [a for a in H36M_ACTIONS if a in present] + ["Avg"]
             rows = our_rows(sub, [metric], groups)
+            panel_rows.append(rows)
             refs = [r for r in matching_references(refs_all, "h36m", kp, syn) if metric in r["metrics"]]
             drawn = _dot_rows(ax, rows, refs, metric, groups, ref_order)
             ax.set_xticklabels([LATEX_HEADERS.get(g, g) for g in groups])
@@ -353,7 +364,8 @@ def h36m_by_action_figure(df: pd.DataFrame, metric: str = "P1",
                          loc="left")
             all_rows += [r for r in rows if r.label not in {q.label for q in all_rows}]
             all_refs += [r for r in refs if r["name"] not in {q["name"] for q in all_refs}]
-        _legend(fig, _legend_rows(all_rows, all_refs, ref_order), ncol=10)
+        per_row = any(len({r.profile for r in rows}) > 1 for rows in panel_rows)
+        _legend(fig, _legend_rows(all_rows, all_refs, ref_order, per_row), ncol=4 if per_row else 10)
     return fig
 
 
@@ -384,6 +396,7 @@ def mpi3dhp_by_scene_figure(df: pd.DataFrame, references: Sequence[dict[str, Any
         subfigs = fig.subfigures(len(settings), 1, squeeze=False)[:, 0]
         all_rows: list[Any] = []
         all_refs: list[dict[str, Any]] = []
+        panel_rows: list[list[Any]] = []
         for sf, ((_, kp, syn, *rest), sub) in zip(subfigs, settings):
             sub, _ = latest_runs(sub)
             axes = sf.subplots(1, len(MPI3DHP_FIGURE_METRICS), squeeze=False)[0]
@@ -391,6 +404,7 @@ def mpi3dhp_by_scene_figure(df: pd.DataFrame, references: Sequence[dict[str, Any
                 present = set(sub.loc[sub["metric"] == metric, "group"])
                 groups = [g for g in MPI3DHP_SCENE_ORDER if g in present]
                 rows = our_rows(sub, [metric], groups)
+                panel_rows.append(rows)
                 refs = [r for r in matching_references(refs_all, "3dhp", kp, syn) if metric in r["metrics"]]
                 drawn = _dot_rows(ax, rows, refs, metric, groups, ref_order)
                 ax.set_xticklabels(groups)
@@ -401,7 +415,9 @@ def mpi3dhp_by_scene_figure(df: pd.DataFrame, references: Sequence[dict[str, Any
             train = rest[0] if rest else ""
             sf.suptitle(f"MPI-INF-3DHP, 14 joints, {trained_on('3dhp', train)}"
                         + (" (synthetic data)" if syn else ""), fontsize=8)
-        _legend(fig, _legend_rows(all_rows, all_refs, ref_order), ncol=4)
+        per_row = any(len({r.profile for r in rows}) > 1 for rows in panel_rows)
+        _legend(fig, _legend_rows(all_rows, all_refs, ref_order, per_row), ncol=2 if per_row else 4,
+                lines_planned=2)
     return fig
 
 
