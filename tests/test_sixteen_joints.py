@@ -121,8 +121,8 @@ def test_tiny_run_on_16_joints(tmp_path, root16):
         assert z["test"].shape[1:] == (16, 3)
     # the model is rebuilt on the data's 16 joints from the run folder
     assert evaluate_run(run_dir)["metrics"] == res["metrics"]
-    fig = plot_poses(run_dir, tmp_path / "poses.png")
-    assert fig is not None and fig.stat().st_size > 0
+    figs = plot_poses(run_dir, tmp_path / "poses.png")
+    assert [p.name for p in figs] == ["poses.pdf", "poses.png"] and all(p.stat().st_size > 0 for p in figs)
 
 
 def test_models_build_on_the_data_skeleton(root16):

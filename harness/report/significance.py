@@ -539,7 +539,8 @@ def interval_columns(table, rows: Sequence[Any], noises: Sequence[str], interval
     the first the noise's label): one per noise and metric of ``metrics`` that has an interval in
     ``intervals`` (:func:`ablation_intervals`), right after that noise's columns; row ``i`` is
     ``rows[i]`` (its ``profile`` and ``variant``) against the baseline of the noise, ``missing`` where it
-    has no interval (the baseline itself). Returns the caption sentence that explains them, "" when
+    has no interval (the baseline itself). A plain ``Δ<metric>`` column of the same noise and metric is
+    dropped: the interval's cell starts with the same difference. Returns the caption sentence that explains them, "" when
     there was no interval (and no column was added)."""
     if intervals is None or len(intervals) == 0:
         return ""
@@ -558,6 +559,10 @@ def interval_columns(table, rows: Sequence[Any], noises: Sequence[str], interval
                                                                    decimals) for iv in found])
             pos += 1
             methods += [iv.method for iv in found if iv is not None and iv.method not in methods]
+            plain = (nl, f"Δ{metric_labels.get(m, m)}")
+            if plain in table.columns:  # the interval column starts with the same difference: one of the two
+                del table[plain]
+                pos -= 1
     if not methods:
         return ""
     return (f"Δ [95% CI]: change against the baseline with the same noise and its 95% confidence interval "

@@ -924,10 +924,12 @@ def provenance(df: pd.DataFrame) -> str:
 def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
                  references: Sequence[dict[str, Any]] | None = None) -> list[Path]:
     """Write ``<stem>.md`` and ``<stem>.tex`` for each table with data, ``provenance.md``
-    (:func:`provenance`: where and how the runs were made), the per-action bar chart
-    ``h36m_p1_by_action.png`` (H36M results) and, when ``runs_dir`` holds a run whose
-    ``per_frame.npz`` has the sample poses, ``poses.png``. Every file is written atomically;
-    returns the paths written."""
+    (:func:`provenance`: where and how the runs were made) and the figures of
+    :mod:`harness.report.plots`, each a ``.pdf`` and a ``.png``: ``h36m_p1_by_action`` and
+    ``h36m_p2_by_action`` (H36M results), ``3dhp_by_scene`` (3DHP results), ``ablation_deltas`` (when
+    the run folders in ``runs_dir`` give the differences' intervals) and, when ``runs_dir`` holds a run
+    whose ``per_frame.npz`` has the sample poses, ``poses``. Every file is written atomically; returns
+    the paths written."""
     df = normalise(df)
     if df.empty:
         raise DataError("no finished runs in the results: nothing to tabulate")
@@ -943,21 +945,40 @@ def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
     except ImportError:  # matplotlib absent: tables only
         return paths
     if (df["benchmark"] == "h36m").any():
-        paths.append(plots.plot_h36m_by_action(df, out_dir / "h36m_p1_by_action.png", references=refs))
+        for metric in ("P1", "P2"):
+            paths += plots.plot_h36m_by_action(df, out_dir / f"h36m_{metric.lower()}_by_action.png", metric=metric,
+                                               references=refs)
+    if (df["benchmark"] == "3dhp").any():
+        paths += plots.plot_3dhp_by_scene(df, out_dir / "3dhp_by_scene.png", references=refs)
     if runs_dir is not None:
+        paths += _ablation_delta_figures(plots, significance.ablation_intervals(df, runs_dir, strict=False), out_dir)
         run_dir = plots.pick_pose_run(df, runs_dir)
         if run_dir is not None:
-            p = plots.plot_poses(run_dir, out_dir / "poses.png")
-            if p is not None:
-                paths.append(p)
+            paths += plots.plot_poses(run_dir, out_dir / "poses.png") or []
+    return paths
+
+
+def _ablation_delta_figures(plots, intervals: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """``ablation_deltas_<benchmark>`` (.pdf, .png) for each benchmark whose runs give intervals; a
+    benchmark with several settings (2D input, trained-on, profile) gets one figure per setting,
+    numbered in the order of :func:`harness.report.rows.split_settings`."""
+    if intervals.empty:
+        return []
+    paths: list[Path] = []
+    keys = ["keypoints", "synthetic", "train_on", "profile"]
+    for bench, sub in intervals.groupby("benchmark", sort=False):
+        groups = [g for _, g in sub.groupby(keys, sort=True, dropna=False)]
+        for k, g in enumerate(groups):
+            stem = f"ablation_deltas_{bench}" + (f"_{k + 1}" if len(groups) > 1 else "")
+            paths += plots.plot_ablation_deltas(g, out_dir / f"{stem}.png")
     return paths
 
 
 # ------------------------------------------------------------------------------------ the table set
-# What a table set folder holds (results.csv, *.md, *.tex, *.png, and temporary files of an older
+# What a table set folder holds (results.csv, *.md, *.tex, *.png, *.pdf, and temporary files of an older
 # version's writers, killed midway: hidden names with these suffixes). A folder holding anything else
 # is not replaced.
-SET_SUFFIXES = (".csv", ".md", ".tex", ".png")
+SET_SUFFIXES = (".csv", ".md", ".tex", ".png", ".pdf")
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 

@@ -331,6 +331,7 @@ def test_ablation_table_interval_columns(tmp_path):
     cols = [c for c in table.columns if "CI" in c[1]]
     assert cols == [("Gaussian", "ΔP1 [95% CI]"), ("Gaussian", "ΔP2 [95% CI]")]
     assert list(table.columns)[-2:] == cols  # inside the Gaussian group, after its columns
+    assert ("Gaussian", "ΔP1") not in table.columns  # the interval's cell starts with the same difference
     assert table[cols[0]].tolist() == ["–", "-0.50 [-0.50, -0.50]", "+0.25 [0.25, 0.25]"]
     assert table[cols[1]].tolist() == ["–", "+0.00 [0.00, 0.00] n.s.", "-0.75 [-0.75, -0.75]"]
     assert "n.s.: the interval contains 0" in table.attrs["caption"]
@@ -339,6 +340,7 @@ def test_ablation_table_interval_columns(tmp_path):
     # without the run folders, or without any per-frame file: no interval columns at all
     plain = T.build_tables(df, references=[])["ablation"][0]
     assert not any("CI" in c[1] for c in plain.columns) and "95% CI" not in plain.attrs["caption"]
+    assert ("Gaussian", "ΔP1") in plain.columns
     for run in ("b0", "c0", "f0"):
         (tmp_path / run / "per_frame.npz").unlink()
     bare = T.build_tables(df, references=[], runs_dir=tmp_path)["ablation"][0]
@@ -370,3 +372,13 @@ def test_compare_command(tmp_path):
     assert e.exit_code == 2
     assert e.output.strip().splitlines() == [f"error: {tmp_path / 'empty'}: no per_frame.npz (nor a 'clips' "
                                              "record in metrics.json): nothing to compare frame by frame"]
+
+
+def test_write_tables_draws_the_ablation_deltas(tmp_path):
+    df = _grid(tmp_path)
+    names = [p.name for p in T.write_tables(df, tmp_path / "tables", runs_dir=tmp_path, references=[])]
+    assert "ablation_deltas_h36m.pdf" in names and "ablation_deltas_h36m.png" in names
+    for run in ("b0", "c0", "f0"):  # no per-frame errors: no intervals, no figure
+        (tmp_path / run / "per_frame.npz").unlink()
+    names = [p.name for p in T.write_tables(df, tmp_path / "tables2", runs_dir=tmp_path, references=[])]
+    assert not any(n.startswith("ablation_deltas") for n in names)

@@ -584,7 +584,8 @@ def test_write_tables_files(h36m_df, tmp_path):
     paths = T.write_tables(df, out)
     names = [p.name for p in paths]
     assert names == ["h36m_p1.md", "h36m_p1.tex", "h36m_p2.md", "h36m_p2.tex", "3dhp.md", "3dhp.tex",
-                     "ablation.md", "ablation.tex", "provenance.md", "h36m_p1_by_action.png"]
+                     "ablation.md", "ablation.tex", "provenance.md", "h36m_p1_by_action.pdf", "h36m_p1_by_action.png",
+                     "h36m_p2_by_action.pdf", "h36m_p2_by_action.png", "3dhp_by_scene.pdf", "3dhp_by_scene.png"]
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # nothing half-written left behind
     md = (out / "h36m_p1.md").read_text()
     assert md.count("Table: ") == 2  # the GT-2D and the CPN setting
@@ -637,8 +638,9 @@ def _leftovers(res):
     return sorted(p.name for p in res.iterdir() if p.name.startswith(".tables-"))
 
 
-SET = ["3dhp.md", "3dhp.tex", "ablation.md", "ablation.tex", "h36m_p1.md", "h36m_p1.tex", "h36m_p1_by_action.png",
-       "h36m_p2.md", "h36m_p2.tex", "provenance.md", "results.csv"]
+H36M_FIGS = ["h36m_p1_by_action.pdf", "h36m_p1_by_action.png", "h36m_p2_by_action.pdf", "h36m_p2_by_action.png"]
+SET = sorted(["3dhp.md", "3dhp.tex", "3dhp_by_scene.pdf", "3dhp_by_scene.png", "ablation.md", "ablation.tex",
+              "h36m_p1.md", "h36m_p1.tex", "h36m_p2.md", "h36m_p2.tex", "provenance.md", "results.csv"] + H36M_FIGS)
 
 
 def test_tables_failure_midway_leaves_the_old_set_intact(tmp_path, monkeypatch):
@@ -688,10 +690,11 @@ def test_tables_success_replaces_the_whole_set(tmp_path):
     r = _tables(res)
     assert r.exit_code == 0, r.output
     new = _snapshot(res / "tables")
-    assert sorted(new) == ["ablation.md", "ablation.tex", "h36m_p1.md", "h36m_p1.tex", "h36m_p1_by_action.png",
-                           "h36m_p2.md", "h36m_p2.tex", "provenance.md", "results.csv"]
+    assert sorted(new) == sorted(["ablation.md", "ablation.tex", "h36m_p1.md", "h36m_p1.tex", "h36m_p2.md",
+                                  "h36m_p2.tex", "provenance.md", "results.csv"] + H36M_FIGS)
     assert all((res / "tables" / n).stat().st_ino != inodes[n] for n in new)  # every file is the new set's
-    assert [n for n in new if new[n] == old[n]] == ["h36m_p2.md", "h36m_p2.tex"]  # only P1 changed
+    assert [n for n in new if new[n] == old[n]] == ["h36m_p2.md", "h36m_p2.tex", "h36m_p2_by_action.pdf",
+                                                    "h36m_p2_by_action.png"]  # only P1 changed
     assert "47.5" in new["h36m_p1.md"].decode() and "3dhp" not in new["results.csv"].decode()
     assert _leftovers(res) == []
     assert f"wrote {res / 'tables' / 'results.csv'}" in r.output  # the paths of the set in place
