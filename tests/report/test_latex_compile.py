@@ -61,22 +61,43 @@ def widest() -> pd.DataFrame:
     return frame(*parts)
 
 
-def _documents() -> dict[str, str]:
+def _intervals(df: pd.DataFrame, runs_dir) -> pd.DataFrame:
+    """Three-digit differences with intervals for every row of :func:`widest` (what
+    ``significance.ablation_intervals`` gives when the runs' per-frame errors are there), one of each
+    benchmark not significant: the widest interval cells, ``-10.25 [-12.50, -8.00]`` and ``n.s.``."""
+    rows = []
+    for bench, metrics in (("h36m", ("P1", "P2")), ("3dhp", ("PCK", "MPJPE", "MPJPE17"))):
+        for profile in ("quick", "quick/released"):
+            for variant in ("cce", "cag", "full"):
+                for noise in ("gaussian", "gmm"):
+                    for m in metrics:
+                        ns = variant == "cce" and noise == "gmm"
+                        rows.append(dict(benchmark=bench, keypoints="", synthetic=False, train_on="", profile=profile,
+                                         variant=variant, noise=noise, metric=m, delta=-10.25, lo=-12.5,
+                                         hi=1.25 if ns else -8.0, significant=not ns, n_clips=232, n_seeds=2,
+                                         method="paired bootstrap over 232 clips, seed-averaged over 2 seeds"))
+    return pd.DataFrame(rows)
+
+
+def _documents(monkeypatch) -> dict[str, str]:
     docs = {}
     for name in COMMITTED:
         for stem, tables in T.build_tables(collect(ROOT / "results" / name)).items():
             docs[f"{name}-{stem}"] = T.tex_file(tables)
     for stem, tables in T.build_tables(widest()).items():
         docs[f"widest-{stem}"] = T.tex_file(tables)
+    monkeypatch.setattr(T.significance, "ablation_intervals", lambda df, runs_dir, strict=True: _intervals(df, runs_dir))
+    docs["widest-ablation-ci"] = T.tex_file(T.build_tables(widest(), runs_dir=ROOT)["ablation"])
     return docs
 
 
-def test_every_table_fits_an_ieee_two_column_paper(tmp_path):
-    docs = _documents()
+def test_every_table_fits_an_ieee_two_column_paper(tmp_path, monkeypatch):
+    docs = _documents(monkeypatch)
     assert sorted(docs) == sorted(
         ["h36m-gt-cpu-h36m_p1", "h36m-gt-cpu-h36m_p2", "h36m-gt-cpu-ablation", "h36m16-gt-cpu-h36m_p1",
          "h36m16-gt-cpu-h36m_p2", "h36m16-gt-cpu-ablation", "3dhp-from-h36m-cpu-3dhp", "3dhp-from-h36m-cpu-ablation",
-         "widest-h36m_p1", "widest-h36m_p2", "widest-3dhp", "widest-ablation"])
+         "widest-h36m_p1", "widest-h36m_p2", "widest-3dhp", "widest-ablation", "widest-ablation-ci"])
+    assert "$-$10.25 [$-$12.50, $-$8.00]" in docs["widest-ablation-ci"] and "n.s." in docs["widest-ablation-ci"]
     assert "105.0 $\\pm$ 7.1" in docs["widest-h36m_p1"] and "[quick/released]" in docs["widest-ablation"]
     body = []
     for name, tex in docs.items():
@@ -85,7 +106,7 @@ def test_every_table_fits_an_ieee_two_column_paper(tmp_path):
         (tmp_path / f"{name}.tex").write_text(tex, encoding="utf-8")
         body += [f"\\input{{{name}}}", "\\clearpage"]  # flush the floats: at most 18 wait at once
     floats = sum(tex.count("\\begin{table") for tex in docs.values())
-    assert floats == 8 + 5  # committed: 3 + 3 + 2; widest: P1, P2, 3DHP and two ablations
+    assert floats == 8 + 5 + 2  # committed: 3 + 3 + 2; widest: P1, P2, 3DHP, two ablations and the two with CIs
     (tmp_path / "paper.tex").write_text("\n".join(
         ["\\documentclass[conference]{IEEEtran}", "\\usepackage{booktabs}", "\\usepackage{graphicx}",
          "\\begin{document}", "\\section{Results}", "Text in one column.", *body, "\\end{document}", ""]))
