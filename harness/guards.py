@@ -58,14 +58,17 @@ def check_precision(value: str | None, option: str = "--precision") -> None:
         raise ConfigError(f"{option} {value!r}: must be one of {', '.join(PRECISIONS)}")
 
 
-def check_profile(value: str | None, option: str = "--profile") -> None:
-    if value is None:
+def check_profile(value: str | None, option: str = "--profile", profiles: Path | str | None = None) -> None:
+    """A built-in profile, or one of the user's ``--profiles`` file (read and checked here first, so a bad
+    file is one line naming it): :func:`harness.config.check_profile_name`."""
+    if value is None and profiles is None:
         return
     from harness import config
 
-    profiles = config.load_profiles()
-    if value not in profiles:
-        raise ConfigError(f"{option}: unknown profile '{value}'; valid: {', '.join(sorted(profiles))}")
+    if value is None:
+        config.profile_files(profiles)
+        return
+    config.check_profile_name(value, profiles, option)
 
 
 def check_recipe(value: str | None, option: str = "--recipe") -> None:
@@ -106,13 +109,18 @@ def parse_ints(text: str, option: str) -> list[int]:
 
 
 def check_names(values: str | Sequence[str] | None, kind: str, option: str) -> None:
-    """Variant / noise / benchmark names, one or a list: ``<option>: unknown <kind> '<name>'; valid: ...``."""
+    """Variant / noise / benchmark / (bench) implementation names, one or a list:
+    ``<option>: unknown <kind> '<name>'; valid: ...``."""
     if values is None:
         return
     if kind == "benchmark":
         from harness.protocols import BENCHMARKS
 
         valid: Sequence[str] = BENCHMARKS
+    elif kind == "implementation":
+        from harness.bench import IMPLEMENTATIONS
+
+        valid = IMPLEMENTATIONS
     else:
         from harness.variants import NOISES, VARIANTS
 
@@ -190,22 +198,22 @@ def check_not_input(out: Path | str, inputs: Iterable[Path | str], option: str =
 def check_options(**options: Any) -> None:
     """Check the options a command passes (by option name less the dashes, underscores for dashes), in
     one fixed order, so every command reports the same first problem: ``device``, ``precision``,
-    ``profile``, ``recipe``, ``keypoints``, ``variant``/``variants``, ``noise``/``noises``,
-    ``benchmarks``, ``seed``/``seeds``, ``epochs``, ``hypotheses``, ``data_root``, then ``out`` (checked
-    against ``data_root``)."""
-    known = {"device", "precision", "profile", "recipe", "keypoints", "variant", "variants", "noise", "noises",
-             "benchmarks", "seed", "seeds", "epochs", "hypotheses", "data_root", "out"}
+    ``profile`` (with ``profiles``, the user's file), ``recipe``, ``keypoints``, ``variant``/``variants``,
+    ``noise``/``noises``, ``benchmarks``, ``impl``, ``seed``/``seeds``, ``epochs``, ``hypotheses``,
+    ``data_root``, then ``out`` (checked against ``data_root``)."""
+    known = {"device", "precision", "profile", "profiles", "recipe", "keypoints", "variant", "variants", "noise",
+             "noises", "benchmarks", "impl", "seed", "seeds", "epochs", "hypotheses", "data_root", "out"}
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"check_options: unknown option(s) {sorted(unknown)}")
     o = options.get
     check_device(o("device"))
     check_precision(o("precision"))
-    check_profile(o("profile"))
+    check_profile(o("profile"), profiles=o("profiles"))
     check_recipe(o("recipe"))
     check_keypoints(o("keypoints"))
     for key, kind in (("variant", "variant"), ("variants", "variant"), ("noise", "noise"), ("noises", "noise"),
-                      ("benchmarks", "benchmark")):
+                      ("benchmarks", "benchmark"), ("impl", "implementation")):
         check_names(o(key), kind, "--" + key)
     for key, minimum in (("seed", 0), ("seeds", 0), ("epochs", 0), ("hypotheses", 1)):
         check_count(o(key), "--" + key, minimum)
