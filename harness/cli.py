@@ -172,7 +172,7 @@ def data_prepare(
 @data_app.command("check")
 @handle_errors
 def data_check(
-    benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help=" or ".join(BENCHMARKS) + "."),
+    benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help="The benchmark whose files to check."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help=_DATA_ROOT_HELP),
     keypoints: str = typer.Option("gt", "--keypoints", help="H36M 2D keypoints name (data_2d_h36m_<name>.npz)."),
 ) -> None:
