@@ -739,12 +739,13 @@ def bench_cmd(
     tag: Optional[str] = typer.Option(None, "--tag", help="JSON file name (default: device-precision-impls-batch)."),
 ) -> None:
     """Training samples/s, denoiser and end-to-end poses/s and peak memory per variant."""
-    from harness.bench import print_table, run_bench
-    from harness.guards import check_options, parse_ints
+    from harness.bench import IMPLEMENTATIONS, print_table, run_bench
+    from harness.guards import check_names, check_options, parse_ints
 
     hyps = parse_ints(hypotheses, "--hypotheses")
-    check_options(device=device, precision=precision.value, variants=_csv(variants, "--variants"),
-                  impl=_csv(impl, "--impl"), hypotheses=hyps, out=out)
+    check_options(device=device, precision=precision.value, variants=_csv(variants, "--variants"), hypotheses=hyps,
+                  out=out)
+    check_names(_csv(impl, "--impl"), "implementation", "--impl", IMPLEMENTATIONS)
     res = run_bench(_csv(variants, "--variants"), batch=batch, device=device, precision=precision.value,
                     hypotheses=hyps, out_dir=out, implementations=_csv(impl, "--impl"),
                     compile_mode=compile_mode, hid_dim=hid_dim, num_layers=num_layers, n_head=n_head,

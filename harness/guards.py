@@ -108,8 +108,9 @@ def parse_ints(text: str, option: str) -> list[int]:
         raise ConfigError(f"{option}: expected comma-separated integers, got {text!r}") from None
 
 
-def check_names(values: str | Sequence[str] | None, kind: str, option: str) -> None:
-    """Variant / noise / benchmark / (bench) implementation names, one or a list:
+def check_names(values: str | Sequence[str] | None, kind: str, option: str,
+                valid_names: Sequence[str] | None = None) -> None:
+    """Variant / noise / benchmark names (or any other ``kind`` of ``valid_names``), one or a list:
     ``<option>: unknown <kind> '<name>'; valid: ...``."""
     if values is None:
         return
@@ -117,10 +118,8 @@ def check_names(values: str | Sequence[str] | None, kind: str, option: str) -> N
         from harness.protocols import BENCHMARKS
 
         valid: Sequence[str] = BENCHMARKS
-    elif kind == "implementation":
-        from harness.bench import IMPLEMENTATIONS
-
-        valid = IMPLEMENTATIONS
+    elif valid_names is not None:
+        valid = valid_names
     else:
         from harness.variants import NOISES, VARIANTS
 
@@ -199,10 +198,10 @@ def check_options(**options: Any) -> None:
     """Check the options a command passes (by option name less the dashes, underscores for dashes), in
     one fixed order, so every command reports the same first problem: ``device``, ``precision``,
     ``profile`` (with ``profiles``, the user's file), ``recipe``, ``keypoints``, ``variant``/``variants``,
-    ``noise``/``noises``, ``benchmarks``, ``impl``, ``seed``/``seeds``, ``epochs``, ``hypotheses``,
-    ``data_root``, then ``out`` (checked against ``data_root``)."""
+    ``noise``/``noises``, ``benchmarks``, ``seed``/``seeds``, ``epochs``, ``hypotheses``, ``data_root``,
+    then ``out`` (checked against ``data_root``)."""
     known = {"device", "precision", "profile", "profiles", "recipe", "keypoints", "variant", "variants", "noise",
-             "noises", "benchmarks", "impl", "seed", "seeds", "epochs", "hypotheses", "data_root", "out"}
+             "noises", "benchmarks", "seed", "seeds", "epochs", "hypotheses", "data_root", "out"}
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"check_options: unknown option(s) {sorted(unknown)}")
@@ -213,7 +212,7 @@ def check_options(**options: Any) -> None:
     check_recipe(o("recipe"))
     check_keypoints(o("keypoints"))
     for key, kind in (("variant", "variant"), ("variants", "variant"), ("noise", "noise"), ("noises", "noise"),
-                      ("benchmarks", "benchmark"), ("impl", "implementation")):
+                      ("benchmarks", "benchmark")):
         check_names(o(key), kind, "--" + key)
     for key, minimum in (("seed", 0), ("seeds", 0), ("epochs", 0), ("hypotheses", 1)):
         check_count(o(key), "--" + key, minimum)
