@@ -45,13 +45,15 @@ class Shard:
 
 
 def plan(variants=DEFAULT_VARIANTS, noises=DEFAULT_NOISES, benchmarks=DEFAULT_BENCHMARKS, seeds=(0,),
-         profile: str = "quick", overrides: dict[str, Any] | None = None) -> list[Config]:
-    """The grid in a fixed order: benchmark, seed, variant, noise (so shared stages come early)."""
+         profile: str = "quick", overrides: dict[str, Any] | None = None,
+         sets: dict[str, Any] | None = None) -> list[Config]:
+    """The grid in a fixed order: benchmark, seed, variant, noise (so shared stages come early);
+    ``sets`` (``--set``) as :func:`harness.config.resolve_config` takes them."""
     overrides = dict(overrides or {})
     cfgs = []
     for bench, seed, variant, noise in itertools.product(benchmarks, seeds, variants, noises):
         cfgs.append(resolve_config(profile, {**overrides, "benchmark": bench, "seed": seed, "variant": variant,
-                                             "noise": noise}))
+                                             "noise": noise}, sets=sets))
     names = [c.hash() for c in cfgs]
     if len(set(names)) != len(names):
         raise ConfigError("the grid has duplicate runs (repeated variant, noise, benchmark or seed)")

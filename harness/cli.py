@@ -2,6 +2,14 @@
 
 Every user-caused failure is a :class:`harness.errors.HarnessError`; here it becomes one line on
 stderr (``error: ...``) and exit code 2, with no traceback unless ``--debug`` is given.
+
+Conventions: a choice among fixed names is an Enum, so ``--help`` lists the names and Typer refuses a
+typo before the command runs (its usage block, exit 2); names that only exist once a file is read
+(``--profile`` with ``--profiles``) and ``--device`` (``cuda:N``) are strings checked by
+:mod:`harness.guards`, as are comma-separated lists, whose help lists the valid items. One spelling
+per option everywhere (lists plural: ``--variants``); ``--data-root`` is the folder holding ``h36m/``
+and ``3dhp/`` in every command (a benchmark's own folder works too: :func:`harness.data.resolve_data_root`
+decides). Help texts are rich markup: a literal ``[`` is written ``\\[``.
 """
 
 from __future__ import annotations
@@ -17,8 +25,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness.config import load_profiles, load_recipes
 from harness.errors import HarnessError
-from harness.guards import cleans_up
+from harness.guards import PRECISIONS, cleans_up
 from harness.protocols import BENCHMARKS
 from harness.variants import GRID_NOISES, NOISES, VARIANTS
 
@@ -26,7 +35,7 @@ _ALL_VARIANTS = ",".join(VARIANTS)
 _ALL_NOISES = ",".join(NOISES)
 _GRID_NOISES = ",".join(GRID_NOISES)  # ablate's default: not 'kernels' (it needs --keypoints <name>_gmm)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmarking and ablation harness for diffusion-based 3D human pose lifting.")
 data_app = typer.Typer(no_args_is_help=True, help="Synthetic benchmarks, data preparation and checks.")
 app.add_typer(data_app, name="data")
@@ -36,7 +45,41 @@ err_console = Console(stderr=True)
 _state = {"debug": False}
 
 
-Benchmark = Enum("Benchmark", {b: b for b in BENCHMARKS}, type=str)  # choices from harness.protocols
+def _choices(name: str, values) -> type[Enum]:
+    """A str Enum of ``values`` (Typer lists them in --help and refuses anything else)."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+Benchmark = _choices("Benchmark", BENCHMARKS)  # harness.protocols
+Variant = _choices("Variant", VARIANTS.names())  # harness/configs/variants.yaml
+Noise = _choices("Noise", NOISES.names())
+Precision = _choices("Precision", PRECISIONS)  # harness.guards
+Recipe = _choices("Recipe", load_recipes())  # harness/configs/recipes.yaml
+# harness.weights.FORMATS, written out so that --help imports no torch (tests/e2e/test_cli_conventions.py
+# checks they agree, and that bench --impl's help names every harness.bench.IMPLEMENTATIONS)
+WeightFormat = _choices("WeightFormat", ("monomotiondiff", "diffpose"))
+
+
+def _profile_names() -> str:
+    try:
+        return ", ".join(load_profiles())
+    except HarnessError:  # a broken profiles.yaml is reported, in one line, when a command reads it
+        return "smoke, quick, ..."
+
+
+_DEVICE_HELP = "auto, cpu, cuda or cuda:N."
+_DATA_ROOT = ("the folder holding h36m/ and 3dhp/ (or one benchmark's own folder, recognised by its files); "
+              "default: the synthetic benchmark.")
+_DATA_ROOT_HELP = "Real data: " + _DATA_ROOT
+_H36M_ROOT_HELP = ("Real data: the folder holding h36m/ (or the h36m folder itself) with data_3d_h36m.npz and "
+                   "cameras.h5")
+_PROFILE_HELP = (f"How much to train: {_profile_names()} (harness/configs/profiles.yaml), or a name of your "
+                 "--profiles file.")
+_PROFILES_HELP = ("Your own profiles YAML (the schema of harness/configs/profiles.yaml): its names add to and "
+                  "override the built-in ones; recorded in config.json (profiles_file).")
+_SET_HELP = ("Repeatable: set any Config field (harness/config.py), parsed by its type: int, float "
+             "(2e-4), bool (true, false, 1, 0), str, none (a field that may be empty). Applied last; changes the "
+             "run's identity like any config value. Keys with their own option here (e.g. --seed) are refused.")
 
 
 def handle_errors(fn: Callable) -> Callable:
@@ -64,8 +107,25 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def version_text() -> str:
+    """``harness <version>``, and the commit when the package runs from a git checkout."""
+    from harness import __version__
+    from harness.runs import git_commit
+
+    commit = git_commit()
+    return f"harness {__version__}" + (f" (commit {commit})" if commit else "")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(version_text(), highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+          version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the package version (and git commit) and exit.")) -> None:
     _state["debug"] = debug
 
 
@@ -73,7 +133,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 @data_app.command("synth")
 @handle_errors
 def data_synth(
-    benchmark: Benchmark = typer.Argument(..., help="Which benchmark's file layout to write."),
+    benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help="Which benchmark's file layout to write."),
     out: Path = typer.Option(..., "--out", help="Folder to write the files into."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (the files are deterministic for a seed)."),
 ) -> None:
@@ -93,26 +153,27 @@ def data_synth(
 @data_app.command("prepare")
 @handle_errors
 def data_prepare(
-    data_root: Path = typer.Option(..., "--data-root", help="Folder with data_3d_h36m.npz and cameras.h5."),
+    data_root: Path = typer.Option(..., "--data-root", help=_H36M_ROOT_HELP + "."),
     out: Path = typer.Option(..., "--out", help="Folder to write data_2d_h36m_gt.npz into."),
     joints: int = typer.Option(17, "--joints", min=16, max=17,
                                help="16: write data_2d_h36m_gt16.npz, H36M order less Neck/Nose (--keypoints gt16)."),
 ) -> None:
     """Derive the ground-truth 2D file from the 3D and the cameras (VideoPose3D's prepare step)."""
+    from harness.data import resolve_data_root
     from harness.data.h36m import prepare_gt_2d
     from harness.guards import check_data_root, check_out
 
     check_data_root(data_root)
     check_out(out, what="output folder")  # --out may be the data root itself (the file goes beside the 3D)
-    path = prepare_gt_2d(data_root, out, joints=joints)
+    path = prepare_gt_2d(resolve_data_root("h36m", data_root), out, joints=joints)
     console.print(f"wrote {path}", highlight=False)
 
 
 @data_app.command("check")
 @handle_errors
 def data_check(
-    benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help=" or ".join(BENCHMARKS) + "."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Data folder (default: the synthetic benchmark)."),
+    benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help="The benchmark whose files to check."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help=_DATA_ROOT_HELP),
     keypoints: str = typer.Option("gt", "--keypoints", help="H36M 2D keypoints name (data_2d_h36m_<name>.npz)."),
 ) -> None:
     """Summarise a data folder and list every problem found; exit 1 if there is any."""
@@ -140,18 +201,20 @@ def data_check(
 @data_app.command("gmm")
 @handle_errors
 def data_gmm(
-    data_root: Path = typer.Option(..., "--data-root", help="Folder with data_3d_h36m.npz, cameras.h5 and the detections."),
+    data_root: Path = typer.Option(..., "--data-root", help=_H36M_ROOT_HELP + ", and the detections."),
     keypoints: str = typer.Option(..., "--keypoints", help="Detections to convert: data_2d_h36m_<keypoints>.npz."),
     out: Path = typer.Option(..., "--out", help="Output file (DiffPose's data_2d_h36m_<name>_gmm.npz layout)."),
     kernels: int = typer.Option(5, "--kernels", min=1, max=16, help="Mixture components per joint."),
     seed: int = typer.Option(0, "--seed", min=0),
 ) -> None:
-    """Write DiffPose's per-frame GMM 2D layout (frames x 17 x kernels x [w, mu_u, mu_v, s_u, s_v])."""
+    r"""Write DiffPose's per-frame GMM 2D layout (frames x 17 x kernels x \[w, mu_u, mu_v, s_u, s_v])."""
+    from harness.data import resolve_data_root
     from harness.data.gmm2d import build_gmm_2d, write_gmm_2d_npz
     from harness.data.h36m import H36M_3D_FILE, H36M_CAMERAS_FILE, h36m_2d_filename
     from harness.guards import check_data_root, check_keypoints, check_not_input, check_out
 
     check_data_root(data_root)
+    data_root = resolve_data_root("h36m", data_root)
     check_keypoints(keypoints)
     check_out(out, kind="file")  # beside the detections is where DiffPose reads it: no data-root rule here
     check_not_input(out, [data_root / h36m_2d_filename(keypoints), data_root / H36M_3D_FILE,
@@ -288,44 +351,65 @@ _TRAIN_ON_HELP = ("Cross-dataset: train on this benchmark's training set instead
 _RECIPE_HELP = ("How to train and evaluate: harness (this project's defaults), released (the cross-channel code), "
                 "diffpose (DiffPose's code); harness/configs/recipes.yaml. Orthogonal to --profile (the budget).")
 
+# Config keys that have their own option in a command: --set refuses them, naming the option (one
+# spelling per setting, so a run's command line cannot say a thing twice).
+_TRAIN_OWN = {"variant": "--variant", "noise": "--noise", "benchmark": "--benchmark", "train_on": "--train-on",
+              "data_root": "--data-root", "keypoints": "--keypoints", "profile": "--profile",
+              "profiles_file": "--profiles", "recipe": "--recipe", "seed": "--seed", "device": "--device",
+              "epochs": "--epochs", "hypotheses": "--hypotheses", "precision": "--precision",
+              "initial_3d": "--initial-3d"}
+_ABLATE_OWN = {"variant": "--variants", "noise": "--noises", "benchmark": "--benchmarks", "seed": "--seeds",
+               "profile": "--profile", "profiles_file": "--profiles", "recipe": "--recipe",
+               "data_root": "--data-root", "keypoints": "--keypoints", "train_on": "--train-on",
+               "device": "--device", "epochs": "--epochs"}
+
+
+def _value(choice: Optional[Enum]) -> Optional[str]:
+    return None if choice is None else choice.value
+
 
 @app.command("train")
 @handle_errors
 @cleans_up("out")
 def train_cmd(
-    variant: str = typer.Option("full", "--variant", help=f"{_ALL_VARIANTS.replace(',', ', ')}."),
-    noise: str = typer.Option("gaussian", "--noise", help=f"{_ALL_NOISES.replace(',', ', ')}."),
-    benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help=" or ".join(BENCHMARKS) + "."),
-    train_on: Optional[str] = typer.Option(None, "--train-on", help=_TRAIN_ON_HELP),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Real data folder (default: synthetic)."),
+    variant: Variant = typer.Option(Variant("full"), "--variant", help="The denoiser variant (see `harness variants`)."),
+    noise: Noise = typer.Option(Noise("gaussian"), "--noise", help="The training noise model."),
+    benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help="The benchmark tested on."),
+    train_on: Optional[Benchmark] = typer.Option(None, "--train-on", help=_TRAIN_ON_HELP),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help=_DATA_ROOT_HELP),
     keypoints: Optional[str] = typer.Option(None, "--keypoints", help="H36M 2D input (default gt)."),
-    profile: str = typer.Option("quick", "--profile", help="smoke, quick, diffpose, paper, ... (harness/configs/profiles.yaml)."),
-    recipe: str = typer.Option("harness", "--recipe", help=_RECIPE_HELP),
+    profile: str = typer.Option("quick", "--profile", help=_PROFILE_HELP),
+    profiles: Optional[Path] = typer.Option(None, "--profiles", help=_PROFILES_HELP),
+    recipe: Recipe = typer.Option(Recipe("harness"), "--recipe", help=_RECIPE_HELP),
     seed: int = typer.Option(0, "--seed", min=0),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     out: Path = typer.Option(Path("runs"), "--out", help="Results folder."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="Override the profile's epochs."),
     hypotheses: Optional[int] = typer.Option(None, "--hypotheses", min=1, help="Draw H starts (mean and best-of-H)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 or bf16."),
+    precision: Optional[Precision] = typer.Option(None, "--precision", help="Default fp32; bf16: autocast."),
     initial_3d: Optional[Path] = typer.Option(None, "--initial-3d",
                                               help="Your own initial 3D poses (npz, the 2D file's layout) instead of the lifter."),
+    set_items: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=_SET_HELP),
 ) -> None:
     """Train one variant (the shared lifter first, reused if present) and evaluate it."""
-    from harness.config import resolve_config
+    from harness.config import parse_sets, resolve_config
     from harness.guards import check_options
     from harness.pipeline import run
     from harness.runs import check_writable
     from harness.safeio import read_json
 
-    check_options(device=device, precision=precision, profile=profile, recipe=recipe, keypoints=keypoints,
-                  variant=variant, noise=noise, seed=seed, epochs=epochs, hypotheses=hypotheses,
-                  data_root=data_root, out=out)
-    cfg = resolve_config(profile, {"variant": variant, "noise": noise, "benchmark": benchmark.value,
-                                   "train_on": train_on,
+    check_options(device=device, precision=_value(precision), profile=profile, profiles=profiles,
+                  recipe=recipe.value, keypoints=keypoints, variant=variant.value, noise=noise.value, seed=seed,
+                  epochs=epochs, hypotheses=hypotheses, data_root=data_root, out=out)
+    sets = parse_sets(set_items, _TRAIN_OWN)
+    cfg = resolve_config(profile, {"variant": variant.value, "noise": noise.value, "benchmark": benchmark.value,
+                                   "train_on": _value(train_on),
                                    "data_root": str(data_root) if data_root else None, "keypoints": keypoints,
                                    "seed": seed, "device": device, "epochs": epochs, "hypotheses": hypotheses,
-                                   "precision": precision,
-                                   "initial_3d": str(initial_3d) if initial_3d else None}, recipe=recipe)
+                                   "precision": _value(precision),
+                                   "initial_3d": str(initial_3d) if initial_3d else None,
+                                   "profiles_file": str(profiles) if profiles else None},
+                         recipe=recipe.value, sets=sets)
     check_writable(out)
     console.print(f"training {cfg.variant} / {cfg.noise} on {cfg.benchmark}"
                   f"{f' (trained on {cfg.train_on})' if cfg.train_on else ''} "
@@ -344,21 +428,19 @@ def import_weights_cmd(
     denoiser: Path = typer.Option(..., "--denoiser", help="Released denoiser checkpoint (.pth)."),
     out: Path = typer.Option(..., "--out", help="The run folder to create (must not exist, or be empty)."),
     lifter: Optional[Path] = typer.Option(None, "--lifter", help="DiffPose's lifter (gcn_xyz_cpn.pth / gcn_xyz_gt.pth)."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="monomotiondiff or diffpose (default: read off the keys)."),
-    ema: bool = typer.Option(False, "--ema", help="Take the EMA shadow (states[4]) instead of the raw weights the released evaluations use."),
+    fmt: Optional[WeightFormat] = typer.Option(None, "--format", help="The checkpoint's source (default: read off the keys)."),
+    ema: bool = typer.Option(False, "--ema", help="Take the EMA shadow (states\\[4]) instead of the raw weights the released evaluations use."),
     n_head: int = typer.Option(4, "--heads", min=1, help="Attention heads (not stored in the weights; 4 in every released config)."),
     benchmark: Benchmark = typer.Option(Benchmark("h36m"), "--benchmark", help="Benchmark `harness eval` evaluates it on."),
     keypoints: str = typer.Option("gt", "--keypoints", help="2D input `eval` uses (cpn_ft_h36m_dbb for the CPN weights)."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Data folder `eval` uses (default: synthetic)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="The data `eval` uses: " + _DATA_ROOT),
 ) -> None:
     """Import released weights (monoMotionDiff DiffModel, DiffPose GCNdiff, DiffPose's lifter) as a run folder."""
     from harness.guards import check_options
-    from harness.weights import FORMATS, import_weights
+    from harness.weights import import_weights
 
     check_options(keypoints=keypoints, data_root=data_root, out=out)
-    if fmt is not None and fmt not in FORMATS:
-        raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
-    run_dir = import_weights(denoiser, out, lifter=lifter, fmt=fmt, ema=ema, n_head=n_head,
+    run_dir = import_weights(denoiser, out, lifter=lifter, fmt=_value(fmt), ema=ema, n_head=n_head,
                              benchmark=benchmark.value, keypoints=keypoints,
                              data_root=str(data_root) if data_root else None)
     from harness.safeio import read_json
@@ -378,7 +460,7 @@ def predict_cmd(
     input_path: Path = typer.Option(..., "--input", help="npz with pose_2d (N, 17 or 16, 2)."),
     output_path: Path = typer.Option(..., "--output", help="npz to write: pose_3d and lifter_3d (N, J, 3), metres."),
     image_size: Optional[tuple[int, int]] = typer.Option(None, "--image-size", help="W H: pose_2d is in pixels."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output file."),
 ) -> None:
     """Lift your own 2D poses to 3D with a run's lifter and denoiser, using the run's recipe."""
@@ -393,16 +475,15 @@ def predict_cmd(
 @handle_errors
 def eval_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder written by `harness train`."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
-    precision: Optional[str] = typer.Option(None, "--precision",
-                                            help="Sample in fp32 or bf16 (default: the run's own)."),
+    device: Optional[str] = typer.Option(None, "--device", help=_DEVICE_HELP),
+    precision: Optional[Precision] = typer.Option(None, "--precision", help="Sample in this precision (default: the run's own)."),
 ) -> None:
     """Re-evaluate a trained run from its checkpoint into eval-<precision>.json (never its training results)."""
     from harness.guards import check_options
     from harness.pipeline import evaluate_run
 
-    check_options(device=device, precision=precision)
-    result = evaluate_run(run_dir, device=device, progress=_progress_printer(), precision=precision)
+    check_options(device=device, precision=_value(precision))
+    result = evaluate_run(run_dir, device=device, progress=_progress_printer(), precision=_value(precision))
     print_metrics(result)
     if "path" in result:
         console.print(f"wrote {result['path']}", highlight=False)
@@ -422,17 +503,17 @@ def _csv(text: str, option: str) -> list[str]:
 @handle_errors
 @cleans_up("out")
 def ablate_cmd(
-    variants: str = typer.Option(_ALL_VARIANTS, "--variants", help="Comma-separated variants."),
-    noises: str = typer.Option(_GRID_NOISES, "--noises", help="Comma-separated noise models."),
-    benchmarks: str = typer.Option(",".join(BENCHMARKS), "--benchmarks", help="Comma-separated benchmarks."),
-    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds."),
-    profile: str = typer.Option("quick", "--profile", help="Profile (harness/configs/profiles.yaml)."),
-    recipe: str = typer.Option("harness", "--recipe", help=_RECIPE_HELP),
-    data_root: Optional[Path] = typer.Option(None, "--data-root",
-                                             help="Real data: a folder with h36m/ and 3dhp/ (or one benchmark's files)."),
+    variants: str = typer.Option(_ALL_VARIANTS, "--variants", help=f"Comma-separated, of {_ALL_VARIANTS.replace(',', ', ')}."),
+    noises: str = typer.Option(_GRID_NOISES, "--noises", help=f"Comma-separated, of {_ALL_NOISES.replace(',', ', ')}."),
+    benchmarks: str = typer.Option(",".join(BENCHMARKS), "--benchmarks", help=f"Comma-separated, of {', '.join(BENCHMARKS)}."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds (integers >= 0)."),
+    profile: str = typer.Option("quick", "--profile", help=_PROFILE_HELP),
+    profiles: Optional[Path] = typer.Option(None, "--profiles", help=_PROFILES_HELP),
+    recipe: Recipe = typer.Option(Recipe("harness"), "--recipe", help=_RECIPE_HELP),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help=_DATA_ROOT_HELP),
     keypoints: Optional[str] = typer.Option(None, "--keypoints", help="H36M 2D input (default gt)."),
-    train_on: Optional[str] = typer.Option(None, "--train-on", help=_TRAIN_ON_HELP),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    train_on: Optional[Benchmark] = typer.Option(None, "--train-on", help=_TRAIN_ON_HELP),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     out: Path = typer.Option(Path("results"), "--out", help="Results folder."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="Override the profile's epochs."),
     show_plan: bool = typer.Option(False, "--plan", help="List the grid's runs (and their status) and exit."),
@@ -440,23 +521,27 @@ def ablate_cmd(
     tables: bool = typer.Option(True, "--tables/--no-tables", help="Write results.csv, tables and plots at the end."),
     jobs: int = typer.Option(0, "--jobs", min=0,
                              help="Worker processes, each a shard of the grid (0: one per CPU core, at most 4; 1 on a GPU)."),
+    set_items: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=_SET_HELP),
 ) -> None:
     """Run the ablation grid (variants x noises x benchmarks x seeds), resuming where it stopped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from harness.ablate import Shard, plan, run_grid
+    from harness.config import parse_sets
     from harness.guards import check_options, parse_ints
     from harness.runs import check_writable, is_done, run_name
 
     seed_list = parse_ints(seeds, "--seeds")
-    check_options(device=device, profile=profile, recipe=recipe, keypoints=keypoints,
+    check_options(device=device, profile=profile, profiles=profiles, recipe=recipe.value, keypoints=keypoints,
                   variants=_csv(variants, "--variants"), noises=_csv(noises, "--noises"),
                   benchmarks=_csv(benchmarks, "--benchmarks"), seeds=seed_list, epochs=epochs,
                   data_root=data_root, out=out)
+    sets = parse_sets(set_items, _ABLATE_OWN)
     overrides = {"data_root": str(data_root) if data_root else None, "keypoints": keypoints, "device": device,
-                 "epochs": epochs, "train_on": train_on, "recipe": recipe}
+                 "epochs": epochs, "train_on": _value(train_on), "recipe": recipe.value,
+                 "profiles_file": str(profiles) if profiles else None}
     cfgs = plan(_csv(variants, "--variants"), _csv(noises, "--noises"), _csv(benchmarks, "--benchmarks"),
-                seed_list, profile, overrides)
+                seed_list, profile, overrides, sets=sets)
     sh = Shard.parse(shard)
     mine = sh.take(cfgs)
     if show_plan:
@@ -478,12 +563,9 @@ def ablate_cmd(
             from harness.errors import ConfigError
 
             raise ConfigError("--jobs with --shard: give one of them (--jobs 1 to run a shard in one process)")
-        argv = ["--variants", variants, "--noises", noises, "--benchmarks", benchmarks, "--seeds", seeds,
-                "--profile", profile, "--recipe", recipe, "--device", device, "--out", str(out)]
-        for opt, val in (("--data-root", data_root), ("--keypoints", keypoints), ("--epochs", epochs),
-                         ("--train-on", train_on)):
-            if val is not None:
-                argv += [opt, str(val)]
+        argv = worker_argv(variants=variants, noises=noises, benchmarks=benchmarks, seeds=seeds, profile=profile,
+                           profiles=profiles, recipe=recipe.value, device=device, out=out, data_root=data_root,
+                           keypoints=keypoints, epochs=epochs, train_on=_value(train_on), set_items=set_items)
         console.print(f"{len(mine)} runs in {n_jobs} worker processes (logs in {out / 'logs'})", highlight=False)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=console) as prog:
@@ -544,6 +626,22 @@ def ablate_cmd(
                   f"{len(outcome['busy'])} busy elsewhere", highlight=False)
     if tables:
         _write_tables(out)
+
+
+def worker_argv(*, variants: str, noises: str, benchmarks: str, seeds: str, profile: str, profiles: Path | None,
+                recipe: str, device: str, out: Path, data_root: Path | None, keypoints: str | None,
+                epochs: int | None, train_on: str | None, set_items: list[str]) -> list[str]:
+    """The ``harness ablate`` options an ``--jobs`` worker is started with: every option of the parent
+    that decides the grid (the worker adds ``--shard k/n --jobs 1 --no-tables``), ``--set`` items as given."""
+    argv = ["--variants", variants, "--noises", noises, "--benchmarks", benchmarks, "--seeds", seeds,
+            "--profile", profile, "--recipe", recipe, "--device", device, "--out", str(out)]
+    for opt, val in (("--profiles", profiles), ("--data-root", data_root), ("--keypoints", keypoints),
+                     ("--epochs", epochs), ("--train-on", train_on)):
+        if val is not None:
+            argv += [opt, str(val)]
+    for item in set_items:
+        argv += ["--set", item]
+    return argv
 
 
 def _write_tables(results_dir: Path, out: Path | None = None, fmt: str = "text", as_json: bool = False) -> None:
@@ -665,12 +763,12 @@ def check_cmd(
 @handle_errors
 @cleans_up("out")
 def bench_cmd(
-    variant: str = typer.Option(_ALL_VARIANTS, "--variant", help="Comma-separated variants."),
+    variants: str = typer.Option(_ALL_VARIANTS, "--variants", help=f"Comma-separated, of {_ALL_VARIANTS.replace(',', ', ')}."),
     batch: int = typer.Option(1024, "--batch", min=2, help="Poses per training step and per pass."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)."),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    precision: Precision = typer.Option(Precision("fp32"), "--precision", help="bf16: autocast."),
     impl: str = typer.Option("fast", "--impl",
-                             help="Comma-separated: fast, reference (the readable models), compiled."),
+                             help="Comma-separated, of fast, reference (the readable models), compiled."),
     hypotheses: str = typer.Option("1,5", "--hypotheses", help="Hypothesis counts for the end-to-end figure."),
     hid_dim: int = typer.Option(96, "--hid-dim", min=1),
     num_layers: int = typer.Option(5, "--layers", min=1),
@@ -682,12 +780,14 @@ def bench_cmd(
     tag: Optional[str] = typer.Option(None, "--tag", help="JSON file name (default: device-precision-impls-batch)."),
 ) -> None:
     """Training samples/s, denoiser and end-to-end poses/s and peak memory per variant."""
-    from harness.bench import print_table, run_bench
-    from harness.guards import check_options, parse_ints
+    from harness.bench import IMPLEMENTATIONS, print_table, run_bench
+    from harness.guards import check_names, check_options, parse_ints
 
     hyps = parse_ints(hypotheses, "--hypotheses")
-    check_options(device=device, precision=precision, variant=_csv(variant, "--variant"), hypotheses=hyps, out=out)
-    res = run_bench(_csv(variant, "--variant"), batch=batch, device=device, precision=precision,
+    check_options(device=device, precision=precision.value, variants=_csv(variants, "--variants"), hypotheses=hyps,
+                  out=out)
+    check_names(_csv(impl, "--impl"), "implementation", "--impl", IMPLEMENTATIONS)
+    res = run_bench(_csv(variants, "--variants"), batch=batch, device=device, precision=precision.value,
                     hypotheses=hyps, out_dir=out, implementations=_csv(impl, "--impl"),
                     compile_mode=compile_mode, hid_dim=hid_dim, num_layers=num_layers, n_head=n_head,
                     reps=reps, warmup=warmup, tag=tag,

@@ -1,9 +1,11 @@
 """One config dataclass with every default in one place (nanoGPT style), and the YAML files under
 ``harness/configs/`` (package data) that name variants and profiles.
 
-A run's configuration is ``Config()`` updated by a profile (``harness/configs/profiles.yaml``), then by
-command-line options. The resolved config is plain data (``asdict``), saved with every run and
-hashed to identify it.
+A run's configuration is ``Config()`` updated by a recipe (``harness/configs/recipes.yaml``), a profile
+(``harness/configs/profiles.yaml``, or a user's own file of the same schema, ``--profiles FILE``, whose
+names add to and override the built-in ones), then by command-line options and ``--set key=value``
+(:func:`parse_sets`: any field, typed by its annotation). The resolved config is plain data
+(``asdict``), saved with every run (``config.json``) and hashed to identify it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from harness.configs import CONFIG_DIR, load_yaml  # noqa: F401  (load_yaml re-exported)
 from harness.errors import ConfigError
@@ -85,6 +88,7 @@ class Config:
     eval_batch_size: int = 4096
     checkpoint_every: int = 1        # epochs
     precision: str = "fp32"          # fp32 | bf16
+    profiles_file: str | None = None  # --profiles FILE the profile was read from (None: the built-in file)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,7 +110,7 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:12]
 
     # Fields that do not change what a run computes (where it ran, how often it saves).
-    NOT_HASHED = ("device", "checkpoint_every", "eval_batch_size", "profile")
+    NOT_HASHED = ("device", "checkpoint_every", "eval_batch_size", "profile", "profiles_file")
     # Fields hashed only when set (not None), so that runs from before they existed keep their names.
     HASHED_WHEN_SET = ("train_on",)
     # Fields hashed only when they differ from their default, for the same reason (the recipe fields).
@@ -128,29 +132,57 @@ EVAL_WEIGHTS = ("ema", "raw")
 ROOT_MODES = ("subtract", "zero_root")
 
 
+def _field_kind(annotation: Any) -> tuple[str, bool]:
+    """``(base type, optional)`` of a Config annotation (``"int"``, ``"str | None"``, ...): every field is
+    int, float, bool or str, optionally None. Another type fails here, at import, so that whoever adds a
+    tuple or list field also teaches :func:`_coerce` (and ``--set``) to parse it."""
+    parts = [t.strip() for t in str(getattr(annotation, "__name__", annotation)).split("|")]
+    optional = "None" in parts
+    base = [t for t in parts if t != "None"]
+    if len(base) != 1 or base[0] not in ("int", "float", "bool", "str"):
+        raise TypeError(f"Config field type {annotation!r}: only int, float, bool or str (optionally | None)")
+    return base[0], optional
+
+
+FIELD_KINDS = {k: _field_kind(t) for k, t in FIELD_TYPES.items()}
+
+
+def type_text(key: str) -> str:
+    """What a field takes, in words: ``int``, ``float``, ``bool: true, false, 1 or 0``, ``str or none``."""
+    base, optional = FIELD_KINDS[key]
+    return (base if base != "bool" else "bool: true, false, 1 or 0") + (" or none" if optional else "")
+
+
 def _coerce(key: str, value: Any, source: str) -> Any:
-    default = getattr(Config, key, None)
-    typ = FIELD_TYPES[key]
+    """``value`` (YAML data, or a command line's text) as the type of field ``key``; a one-line
+    ConfigError naming the key, the value and the expected type otherwise. Booleans are never taken
+    for numbers (``epochs: true``), nor non-finite floats for floats."""
+    base, optional = FIELD_KINDS[key]
     if value is None:
-        if "None" in str(typ):
+        if optional:
             return None
         raise ConfigError(f"{source}: '{key}' must not be empty")
     try:
-        if isinstance(default, bool) or typ in ("bool", bool):
+        if base == "bool":
             if isinstance(value, bool):
                 return value
             if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
                 return value.lower() in ("true", "1", "yes")
             raise ValueError(value)
-        if isinstance(default, int) or typ in ("int", int):
+        if isinstance(value, bool) and base in ("int", "float"):
+            raise ValueError(value)
+        if base == "int":
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(value)
-        if isinstance(default, float) or typ in ("float", float):
-            return float(value)
+        if base == "float":
+            out = float(value)
+            if not math.isfinite(out):
+                raise ConfigError(f"{source}: '{key}' has an invalid value {value!r} (expected a finite float)")
+            return out
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: '{key}' has an invalid value {value!r} (expected {typ})") from None
+        raise ConfigError(f"{source}: '{key}' has an invalid value {value!r} (expected {type_text(key)})") from None
 
 
 def validate(cfg: Config, source: str = "config") -> Config:
@@ -210,7 +242,41 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> Conf
     return dataclasses.replace(cfg, **values)
 
 
+def parse_sets(items: Sequence[str], own_options: Mapping[str, str] | None = None,
+               option: str = "--set") -> dict[str, Any]:
+    """``["lr=2e-4", "flip_augment=false"]`` -> ``{"lr": 0.0002, "flip_augment": False}``.
+
+    Each item is ``key=value`` with ``key`` a Config field; the value is parsed by the field's type
+    (:func:`_coerce`: int, float such as ``2e-4``, bool ``true``/``false``/``1``/``0``, str; ``none``,
+    ``null`` or nothing for a field that may be None). Refused, in one line: a key the command has its
+    own option for (``own_options``: key -> option; one spelling per setting), naming that option; an
+    unknown key, listing the keys that may be set; a bad value, naming the key, the value and the type;
+    a key given twice with different values. Ranges are checked with the whole config
+    (:func:`resolve_config` ``sets``)."""
+    own = dict(own_options or {})
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{option} {item!r}: expected key=value (e.g. {option} lr=2e-4)")
+        if key in own:
+            raise ConfigError(f"{option} {key}: has its own option, use {own[key]}")
+        if key not in FIELD_TYPES:
+            valid = ", ".join(k for k in FIELD_TYPES if k not in own)
+            raise ConfigError(f"{option}: unknown config key '{key}'; valid keys: {valid}")
+        text = text.strip()
+        value = _coerce(key, None if FIELD_KINDS[key][1] and text.lower() in ("", "none", "null") else text,
+                        source=option)
+        if key in out and out[key] != value:
+            raise ConfigError(f"{option} {key}: given twice ({out[key]!r} and {value!r})")
+        out[key] = value
+    return out
+
+
 def load_profiles(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """One profiles file (default: the built-in ``harness/configs/profiles.yaml``): name -> its
+    overrides, every key a Config field of a valid type (checked); one-line errors naming the file."""
     path = Path(path) if path else CONFIG_DIR / "profiles.yaml"
     data = load_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("profiles"), dict):
@@ -224,6 +290,29 @@ def load_profiles(path: Path | None = None) -> dict[str, dict[str, Any]]:
         apply_overrides(Config(), body, source=f"{path}: profile '{name}'")  # checks keys and types
         out[str(name)] = body
     return out
+
+
+def profile_files(user: Path | str | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Path]]:
+    """``(profiles, file of each)``: the built-in profiles, then those of the user's file ``user``
+    (``--profiles FILE``, the same schema), whose names add to and override the built-in ones."""
+    builtin = CONFIG_DIR / "profiles.yaml"
+    profiles = load_profiles()
+    files = {name: builtin for name in profiles}
+    if user is not None:
+        try:
+            mine = load_profiles(Path(user))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{user}: not a text file (expected YAML with a 'profiles' key)") from None
+        profiles = {**profiles, **mine}
+        files.update({name: Path(user) for name in mine})
+    return profiles, files
+
+
+def check_profile_name(profile: str, user: Path | str | None = None, option: str = "--profile") -> None:
+    """``profile`` is a built-in profile or one of ``user``'s file (:func:`profile_files`)."""
+    profiles, _ = profile_files(user)
+    if profile not in profiles:
+        raise ConfigError(f"{option}: unknown profile '{profile}'; valid: {', '.join(sorted(profiles))}")
 
 
 _RECIPES: dict[str, dict[str, Any]] | None = None
@@ -275,28 +364,41 @@ def recipe_values(recipe: str, keypoints: str) -> dict[str, Any]:
 
 
 def resolve_config(profile: str = "quick", overrides: dict[str, Any] | None = None,
-                   profiles_path: Path | None = None, recipe: str | None = None) -> Config:
-    """Config() <- recipe <- profile <- overrides (None values in overrides are ignored).
+                   profiles_path: Path | str | None = None, recipe: str | None = None,
+                   sets: dict[str, Any] | None = None) -> Config:
+    """Config() <- recipe <- profile <- overrides (None values in overrides are ignored) <- sets.
 
     The recipe (``harness/configs/recipes.yaml``, default ``harness``) says how to train and evaluate;
-    the profile how much (epochs, sizes, strides); a profile may not set a recipe's keys."""
-    profiles = load_profiles(profiles_path)
+    the profile how much (epochs, sizes, strides); a profile may not set a recipe's keys. The profile
+    is a built-in one or one of ``profiles_path`` (or ``overrides["profiles_file"]``: ``--profiles``),
+    whose names add to and override the built-in ones (:func:`profile_files`); the config records that
+    file in ``profiles_file`` when the profile came from it. ``sets`` (:func:`parse_sets`, ``--set``)
+    apply last, None values included, and a bad range among them is blamed on ``--set``."""
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    user = profiles_path if profiles_path is not None else overrides.pop("profiles_file", None)
+    overrides.pop("profiles_file", None)
+    profiles, files = profile_files(user)
     if profile not in profiles:
         raise ConfigError(f"--profile: unknown profile '{profile}'; valid: {', '.join(sorted(profiles))}")
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    source = files[profile]
     recipe = recipe or overrides.pop("recipe", None) or "harness"
     overrides.pop("recipe", None)
     clash = sorted(set(profiles[profile]) & recipe_keys())
     if clash:
-        raise ConfigError(f"{profiles_path or CONFIG_DIR / 'profiles.yaml'}: profile '{profile}' sets '{clash[0]}', "
+        raise ConfigError(f"{source}: profile '{profile}' sets '{clash[0]}', "
                           "a recipe key (harness/configs/recipes.yaml); profiles set the budget only")
     keypoints = overrides.get("keypoints", profiles[profile].get("keypoints", Config.keypoints))
-    cfg = apply_overrides(Config(profile=profile), recipe_values(recipe, keypoints), source=f"recipe '{recipe}'")
+    mine = str(user) if user is not None and source == Path(user) else None
+    cfg = apply_overrides(Config(profile=profile, profiles_file=mine), recipe_values(recipe, keypoints),
+                          source=f"recipe '{recipe}'")
     cfg = apply_overrides(cfg, profiles[profile], source=f"profile '{profile}'")
     # a bad value in the profile is blamed on the profile's file, not on the command-line options
-    validate(cfg, source=f"{profiles_path or CONFIG_DIR / 'profiles.yaml'}: profile '{profile}'")
+    validate(cfg, source=f"{source}: profile '{profile}'")
     cfg = apply_overrides(cfg, overrides, source="options")
-    return validate(cfg, source="options")
+    cfg = validate(cfg, source="options")
+    if sets:
+        cfg = validate(apply_overrides(cfg, sets, source="--set"), source="--set")
+    return cfg
 
 
 def config_from_dict(d: dict[str, Any], source: str) -> Config:

@@ -58,14 +58,17 @@ def check_precision(value: str | None, option: str = "--precision") -> None:
         raise ConfigError(f"{option} {value!r}: must be one of {', '.join(PRECISIONS)}")
 
 
-def check_profile(value: str | None, option: str = "--profile") -> None:
-    if value is None:
+def check_profile(value: str | None, option: str = "--profile", profiles: Path | str | None = None) -> None:
+    """A built-in profile, or one of the user's ``--profiles`` file (read and checked here first, so a bad
+    file is one line naming it): :func:`harness.config.check_profile_name`."""
+    if value is None and profiles is None:
         return
     from harness import config
 
-    profiles = config.load_profiles()
-    if value not in profiles:
-        raise ConfigError(f"{option}: unknown profile '{value}'; valid: {', '.join(sorted(profiles))}")
+    if value is None:
+        config.profile_files(profiles)
+        return
+    config.check_profile_name(value, profiles, option)
 
 
 def check_recipe(value: str | None, option: str = "--recipe") -> None:
@@ -105,14 +108,18 @@ def parse_ints(text: str, option: str) -> list[int]:
         raise ConfigError(f"{option}: expected comma-separated integers, got {text!r}") from None
 
 
-def check_names(values: str | Sequence[str] | None, kind: str, option: str) -> None:
-    """Variant / noise / benchmark names, one or a list: ``<option>: unknown <kind> '<name>'; valid: ...``."""
+def check_names(values: str | Sequence[str] | None, kind: str, option: str,
+                valid_names: Sequence[str] | None = None) -> None:
+    """Variant / noise / benchmark names (or any other ``kind`` of ``valid_names``), one or a list:
+    ``<option>: unknown <kind> '<name>'; valid: ...``."""
     if values is None:
         return
     if kind == "benchmark":
         from harness.protocols import BENCHMARKS
 
         valid: Sequence[str] = BENCHMARKS
+    elif valid_names is not None:
+        valid = valid_names
     else:
         from harness.variants import NOISES, VARIANTS
 
@@ -190,18 +197,18 @@ def check_not_input(out: Path | str, inputs: Iterable[Path | str], option: str =
 def check_options(**options: Any) -> None:
     """Check the options a command passes (by option name less the dashes, underscores for dashes), in
     one fixed order, so every command reports the same first problem: ``device``, ``precision``,
-    ``profile``, ``recipe``, ``keypoints``, ``variant``/``variants``, ``noise``/``noises``,
-    ``benchmarks``, ``seed``/``seeds``, ``epochs``, ``hypotheses``, ``data_root``, then ``out`` (checked
-    against ``data_root``)."""
-    known = {"device", "precision", "profile", "recipe", "keypoints", "variant", "variants", "noise", "noises",
-             "benchmarks", "seed", "seeds", "epochs", "hypotheses", "data_root", "out"}
+    ``profile`` (with ``profiles``, the user's file), ``recipe``, ``keypoints``, ``variant``/``variants``,
+    ``noise``/``noises``, ``benchmarks``, ``seed``/``seeds``, ``epochs``, ``hypotheses``, ``data_root``,
+    then ``out`` (checked against ``data_root``)."""
+    known = {"device", "precision", "profile", "profiles", "recipe", "keypoints", "variant", "variants", "noise",
+             "noises", "benchmarks", "seed", "seeds", "epochs", "hypotheses", "data_root", "out"}
     unknown = set(options) - known
     if unknown:
         raise TypeError(f"check_options: unknown option(s) {sorted(unknown)}")
     o = options.get
     check_device(o("device"))
     check_precision(o("precision"))
-    check_profile(o("profile"))
+    check_profile(o("profile"), profiles=o("profiles"))
     check_recipe(o("recipe"))
     check_keypoints(o("keypoints"))
     for key, kind in (("variant", "variant"), ("variants", "variant"), ("noise", "noise"), ("noises", "noise"),

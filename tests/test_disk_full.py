@@ -170,7 +170,7 @@ def test_cli_prints_one_line(tmp_path, monkeypatch, free_3mb, harness_cache):
 
     monkeypatch.setattr(safeio, "open", lambda *a, **k: _raise_enospc(), raising=False)  # save_npz's writes
     out = tmp_path / "3dhp"
-    r = CliRunner().invoke(app, ["data", "synth", "3dhp", "--out", str(out)])
+    r = CliRunner().invoke(app, ["data", "synth", "--benchmark", "3dhp", "--out", str(out)])
     assert r.exit_code == 2, r.output
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert lines == [f"error: {_full(out / 'data_test_3dhp.npz', kept=False)}"], r.output

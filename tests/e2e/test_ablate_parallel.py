@@ -23,19 +23,29 @@ def _metrics(out: Path) -> dict:
 
 
 def test_two_workers_equal_one_single_threaded_process(tmp_path, harness_cache):
+    """... with --profiles and --set, which the workers must get (else their runs are other runs)."""
+    from harness.config import load_profiles
+
     env = dict(os.environ, HARNESS_CACHE_DIR=str(harness_cache), OMP_NUM_THREADS="1")
+    mine = tmp_path / "mine.yaml"  # the built-in smoke on every 8th test frame (smoke: every 4th)
+    mine.write_text("profiles:\n  smoke:\n" + "".join(f"    {k}: {v}\n" for k, v in
+                                                     {**load_profiles()["smoke"], "test_stride": 8}.items()))
+    grid = [*GRID, "--profiles", str(mine), "--set", "lr=2e-3"]
     one = tmp_path / "one"
-    r = subprocess.run([sys.executable, "-m", "harness", "ablate", *GRID, "--jobs", "1", "--out", str(one)],
+    r = subprocess.run([sys.executable, "-m", "harness", "ablate", *grid, "--jobs", "1", "--out", str(one)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     two = tmp_path / "two"
-    r = subprocess.run([sys.executable, "-m", "harness", "ablate", *GRID, "--jobs", "2", "--out", str(two)],
+    r = subprocess.run([sys.executable, "-m", "harness", "ablate", *grid, "--jobs", "2", "--out", str(two)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 runs in 2 worker processes" in r.stdout and "2 of 2 run(s) done" in r.stdout
     assert sorted(p.name for p in (two / "logs").iterdir()) == ["ablate-shard-0-of-2.log", "ablate-shard-1-of-2.log"]
     a, b = _metrics(one), _metrics(two)
     assert len(a) == 2 and a == b  # same runs, same numbers, whichever process ran them
+    for run in two.glob("3dhp-*/config.json"):
+        cfg = json.loads(run.read_text())
+        assert (cfg["lr"], cfg["test_stride"], cfg["profiles_file"]) == (2e-3, 8, str(mine))
 
 
 def test_workers_failing_alike_give_one_error_line(tmp_path, harness_cache, monkeypatch):

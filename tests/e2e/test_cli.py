@@ -37,7 +37,7 @@ def test_variants_table_counts():
 
 def test_synth_then_check_h36m(tmp_path):
     out = tmp_path / "h36m"
-    r = invoke("data", "synth", "h36m", "--out", str(out), "--seed", "3")
+    r = invoke("data", "synth", "--benchmark", "h36m", "--out", str(out), "--seed", "3")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["SYNTHETIC", "cameras.h5", "data_2d_h36m_synth_det.npz",
                                                       "data_3d_h36m.npz"]
@@ -52,7 +52,7 @@ def test_synth_then_check_h36m(tmp_path):
 
 def test_synth_then_check_3dhp(tmp_path):
     out = tmp_path / "3dhp"
-    r = invoke("data", "synth", "3dhp", "--out", str(out))
+    r = invoke("data", "synth", "--benchmark", "3dhp", "--out", str(out))
     assert r.exit_code == 0, r.output
     r = invoke("data", "check", "--benchmark", "3dhp", "--data-root", str(out))
     assert r.exit_code == 0, r.output
@@ -63,7 +63,7 @@ def test_synth_then_check_3dhp(tmp_path):
 
 def test_check_reports_problems_and_fails(tmp_path):
     out = tmp_path / "h36m"
-    assert invoke("data", "synth", "h36m", "--out", str(out)).exit_code == 0
+    assert invoke("data", "synth", "--benchmark", "h36m", "--out", str(out)).exit_code == 0
     r = invoke("data", "check", "--benchmark", "h36m", "--data-root", str(out), "--keypoints", "cpn_ft_h36m_dbb")
     assert r.exit_code != 0
     assert "data_2d_h36m_cpn_ft_h36m_dbb.npz" in r.output
@@ -71,15 +71,15 @@ def test_check_reports_problems_and_fails(tmp_path):
 
 def test_prepare_writes_gt_2d(tmp_path):
     src = tmp_path / "h36m"
-    assert invoke("data", "synth", "h36m", "--out", str(src)).exit_code == 0
+    assert invoke("data", "synth", "--benchmark", "h36m", "--out", str(src)).exit_code == 0
     r = invoke("data", "prepare", "--data-root", str(src), "--out", str(tmp_path / "out"))
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "data_2d_h36m_gt.npz").is_file()
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("train", "--variant", "nope"), "unknown variant 'nope'; valid: baseline, cce, cag, full"),
-    (("train", "--noise", "laplace"), "unknown noise 'laplace'; valid: gaussian, gmm"),
+    (("ablate", "--plan", "--variants", "nope"), "unknown variant 'nope'; valid: baseline, cce, cag, full"),
+    (("ablate", "--plan", "--noises", "laplace"), "unknown noise 'laplace'; valid: gaussian, gmm"),
     (("train", "--profile", "huge"), "unknown profile 'huge'"),
     (("data", "check", "--data-root", "/nonexistent/folder"), "/nonexistent/folder: folder not found"),
     (("data", "prepare", "--data-root", "/nonexistent", "--out", "/tmp/x"), "/nonexistent"),
@@ -92,7 +92,7 @@ def test_errors_are_one_line(args, needle):
 
 
 def test_out_of_range_option_is_rejected():
-    r = invoke("data", "synth", "h36m", "--out", "/tmp/x", "--seed", "-1")
+    r = invoke("data", "synth", "--benchmark", "h36m", "--out", "/tmp/x", "--seed", "-1")
     assert r.exit_code == 2
     assert "Traceback" not in r.output
     assert "--seed" in r.output
@@ -101,7 +101,7 @@ def test_out_of_range_option_is_rejected():
 def test_bench_command_writes_json_and_table(tmp_path):
     import json
 
-    r = invoke("bench", "--variant", "baseline,full", "--batch", "8", "--device", "cpu", "--impl", "fast,reference",
+    r = invoke("bench", "--variants", "baseline,full", "--batch", "8", "--device", "cpu", "--impl", "fast,reference",
                "--hypotheses", "1", "--hid-dim", "16", "--layers", "1", "--heads", "2", "--reps", "1",
                "--warmup", "0", "--out", str(tmp_path), "--tag", "tiny")
     assert r.exit_code == 0, r.output
@@ -116,8 +116,8 @@ def test_bench_command_writes_json_and_table(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (("bench", "--variant", "nope"), "--variant: unknown variant 'nope'; valid: baseline, cce, cag, full"),  # as train's
-    (("bench", "--precision", "fp8"), "--precision 'fp8': must be one of fp32, bf16"),
+    (("bench", "--variants", "nope"), "--variants: unknown variant 'nope'; valid: baseline, cce, cag, full"),  # as ablate's
+    (("bench", "--impl", "fast,slow"), "--impl: unknown implementation 'slow'; valid: fast, reference, compiled"),
     (("bench", "--device", "tpu"), "--device 'tpu': must be one of auto, cpu, cuda"),
     (("bench", "--hid-dim", "15", "--heads", "4"), "--hid-dim 15: must be a multiple of --heads (4)"),
 ])

@@ -1,12 +1,14 @@
 """The same option gets the same checks in every command (harness.guards), before anything is created:
 a bad value is one line, the same in train, ablate, eval and bench, exit code 2, no traceback, and no
-new file or folder. ``--out`` is never inside a data folder; ``data synth`` never writes over real data;
+new file or folder; a typo in a fixed choice (an Enum option) is Typer's usage error, before the
+command runs, and writes nothing either. ``--out`` is never inside a data folder; ``data synth`` never writes over real data;
 a command refused before any result removes the results folder it created."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -55,9 +57,12 @@ BAD = {
     "device": (["--device", "tpu"], "--device 'tpu': must be one of auto, cpu, cuda"),
     "cuda": (["--device", "cuda"], "--device cuda: CUDA is not available on this machine (use --device auto or cpu)"),
     "cuda-index": (["--device", "cuda:x"], "--device 'cuda:x': must be one of auto, cpu, cuda"),
-    "precision": (["--precision", "fp8"], "--precision 'fp8': must be one of fp32, bf16"),
     "profile": (["--profile", "huge"], "--profile: unknown profile 'huge'; valid: {p}"),
-    "recipe": (["--recipe", "nope"], "--recipe: unknown recipe 'nope'; valid: harness, released, diffpose"),
+    "profiles-missing": (["--profiles", "{t}/missing.yaml"], "{t}/missing.yaml: file not found"),
+    "profiles-bad": (["--profiles", "{t}/afile"], "{t}/afile: expected a mapping with a 'profiles' key"),
+    "set-type": (["--set", "lr=fast"], "--set: 'lr' has an invalid value 'fast' (expected float)"),
+    "set-range": (["--set", "lr=-1"], "--set: 'lr' must be > 0 (got -1.0)"),
+    "set-form": (["--set", "lr"], "--set 'lr': expected key=value (e.g. --set lr=2e-4)"),
     "keypoints": (["--keypoints", "../x"], "keypoints '../x': expected a name like gt, cpn_ft_h36m_dbb or sh_pt_mpii"),
     "data-root": (["--data-root", "{t}/missing"], "--data-root {t}/missing: folder not found"),
     "data-root-file": (["--data-root", "{t}/afile"], "--data-root {t}/afile: not a folder"),
@@ -70,18 +75,20 @@ BAD = {
     "out-via-link": (["--data-root", "{t}/link", "--out", "{t}/data/runs"],
                      "--out {t}/data/runs: inside the data folder {t}/data (--data-root {t}/link); write results elsewhere"),
     "hypotheses": (["--hypotheses", "0,1"], "--hypotheses 0: must be an integer >= 1"),  # bench's list
-    "variant": (["--variant", "nope"], "--variant: unknown variant 'nope'; valid: baseline, cce, cag, full"),
+    "variants": (["--variants", "full,nope"], "--variants: unknown variant 'nope'; valid: baseline, cce, cag, full"),
+    "impl": (["--impl", "fast,slow"], "--impl: unknown implementation 'slow'; valid: fast, reference, compiled"),
 }
 # (--seed, --epochs and train's --hypotheses are integers Typer range-checks itself: its usage block,
 # the same in every command; tests/e2e/test_reliability.py::test_out_of_range_options_are_usage_errors)
 DEVICE = ["device", "cuda", "cuda-index"]
 OUT = ["out-file", "out-under-file"]
 DATA = ["data-root", "data-root-file", "out-in-data", "out-is-data", "out-via-link"]
-COMMANDS = {  # the command, and the options it has (ablate has no --precision, --variant)
-    "train": (["train"], DEVICE + ["precision", "profile", "recipe", "keypoints", "variant"] + OUT + DATA),
-    "ablate": (["ablate", "--jobs", "1"], DEVICE + ["profile", "recipe", "keypoints"] + OUT + DATA),
-    "eval": (["eval", "{t}/no-run"], DEVICE + ["precision"]),
-    "bench": (["bench"], DEVICE + ["precision", "hypotheses", "variant"] + OUT),
+PROFILES = ["profile", "profiles-missing", "profiles-bad", "set-type", "set-range", "set-form"]
+COMMANDS = {  # the command, and the options it has (string-valued ones: the Enum options are below)
+    "train": (["train"], DEVICE + PROFILES + ["keypoints"] + OUT + DATA),
+    "ablate": (["ablate", "--jobs", "1"], DEVICE + PROFILES + ["keypoints", "variants"] + OUT + DATA),
+    "eval": (["eval", "{t}/no-run"], DEVICE),
+    "bench": (["bench"], DEVICE + ["hypotheses", "variants", "impl"] + OUT),
     "import-weights": (["import-weights", "--denoiser", "{t}/afile"], ["keypoints"] + OUT + DATA),
 }
 CASES = [(cmd, opt) for cmd, (_, opts) in COMMANDS.items() for opt in opts]
@@ -102,6 +109,36 @@ def test_a_bad_option_is_one_line_and_writes_nothing(world, cmd, opt):
     r = runner.invoke(app, argv)
     assert r.exit_code == 2, r.output
     assert _one_line(r) == fill(line)
+    assert _tree(world) == before
+
+
+# command -> (base arguments, option, a typo, the valid choices as Typer lists them)
+CHOICES = [
+    (["train"], "--variant", "nope", "'baseline', 'cce', 'cag', 'full'"),
+    (["train"], "--noise", "laplace", "'gaussian', 'gmm', 'kernels'"),
+    (["train"], "--benchmark", "h37m", "'h36m', '3dhp'"),
+    (["train"], "--train-on", "coco", "'h36m', '3dhp'"),
+    (["train"], "--precision", "fp8", "'fp32', 'bf16'"),
+    (["train"], "--recipe", "nope", "'harness', 'released', 'diffpose'"),
+    (["ablate", "--jobs", "1"], "--recipe", "paper", "'harness', 'released', 'diffpose'"),
+    (["ablate", "--jobs", "1"], "--train-on", "h37m", "'h36m', '3dhp'"),
+    (["eval", "{t}/no-run"], "--precision", "fp16", "'fp32', 'bf16'"),
+    (["bench"], "--precision", "fp8", "'fp32', 'bf16'"),
+    (["import-weights", "--denoiser", "{t}/afile"], "--format", "torch", "'monomotiondiff', 'diffpose'"),
+    (["data", "synth", "--out", "{t}/new"], "--benchmark", "coco", "'h36m', '3dhp'"),
+    (["data", "check"], "--benchmark", "mpii", "'h36m', '3dhp'"),
+]
+
+
+@pytest.mark.parametrize("base, option, typo, valid", CHOICES, ids=[f"{' '.join(c[0][:2])}{c[1]}" for c in CHOICES])
+def test_a_typo_in_a_choice_is_a_usage_error_and_writes_nothing(world, base, option, typo, valid):
+    t = str(world.resolve())
+    argv = [a.format(t=t) for a in base] + [option, typo] + ([] if base[0] in ("eval", "data") else ["--out", f"{t}/new"])
+    before = _tree(world)
+    r = runner.invoke(app, argv)
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", r.output).split())
+    assert f"Invalid value for '{option}': Value error, '{typo}' is not one of {valid}." in text, text
     assert _tree(world) == before
 
 
@@ -155,14 +192,14 @@ def test_synth_refuses_a_folder_of_real_data(tmp_path, files, bench, shown):
         (out / f).parent.mkdir(parents=True, exist_ok=True)
         (out / f).write_bytes(b"licensed " + f.encode())
     before = _tree(tmp_path)
-    r = runner.invoke(app, ["data", "synth", bench, "--out", str(out)])
+    r = runner.invoke(app, ["data", "synth", "--benchmark", bench, "--out", str(out)])
     assert r.exit_code == 2, r.output
     assert _one_line(r) == (f"{out}: holds {shown} and no SYNTHETIC marker (real data?); refusing to write a "
                             "synthetic benchmark into it, choose another folder")
     assert _tree(tmp_path) == before
     link = tmp_path / "link"  # through a symlink too
     link.symlink_to(out, target_is_directory=True)
-    r = runner.invoke(app, ["data", "synth", bench, "--out", str(link)])
+    r = runner.invoke(app, ["data", "synth", "--benchmark", bench, "--out", str(link)])
     assert r.exit_code == 2 and "no SYNTHETIC marker" in _one_line(r)
 
 

@@ -393,11 +393,8 @@ def _profiles() -> str:
 
 
 @pytest.mark.parametrize("args, expected", [
-    (("train", "--variant", "nope"), "--variant: unknown variant 'nope'; valid: baseline, cce, cag, full"),
-    (("train", "--noise", "laplace"), "--noise: unknown noise 'laplace'; valid: gaussian, gmm, kernels"),
     (("train", "--profile", "huge"), "--profile: unknown profile 'huge'; valid: {profiles}"),
     (("train", "--device", "tpu"), "--device 'tpu': must be one of auto, cpu, cuda"),  # as bench and eval say
-    (("train", "--precision", "fp8"), "--precision 'fp8': must be one of fp32, bf16"),
     (("ablate", "--plan", "--benchmarks", "h36m,h37m"), "--benchmarks: unknown benchmark 'h37m'; valid: h36m, 3dhp"),
     (("ablate", "--plan", "--variants", "full,nope"), "--variants: unknown variant 'nope'; valid: baseline, "
                                                      "cce, cag, full"),
@@ -434,10 +431,14 @@ def test_bad_names_and_values(args, expected, h36m, tmp_path):
     (("train", "--seed", "-1"), "--seed", "Input should be greater than or equal to 0"),
     (("train", "--benchmark", "h37m"), "--benchmark", "'h37m' is not one of 'h36m', '3dhp'"),
     (("data", "check", "--benchmark", "mpii"), "--benchmark", "'mpii' is not one of 'h36m', '3dhp'"),
+    (("train", "--variant", "nope"), "--variant", "'nope' is not one of 'baseline', 'cce', 'cag', 'full'"),
+    (("train", "--noise", "laplace"), "--noise", "'laplace' is not one of 'gaussian', 'gmm', 'kernels'"),
+    (("train", "--precision", "fp8"), "--precision", "'fp8' is not one of 'fp32', 'bf16'"),
     (("train", "--epochs", "two"), "--epochs", "Input should be a valid integer, unable to parse string as an integer"),
 ])
 def test_out_of_range_options_are_usage_errors(args, option, problem):
-    """Typer checks types and ranges itself: exit 2, a short usage block naming the option, no traceback."""
+    """Typer checks types, ranges and choices itself: exit 2, a short usage block naming the option, no
+    traceback."""
     r = invoke(*args)
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", r.stderr).split())
@@ -446,9 +447,9 @@ def test_out_of_range_options_are_usage_errors(args, option, problem):
 
 
 def test_debug_shows_the_traceback():
-    r = invoke("--debug", "train", "--variant", "nope")
+    r = invoke("--debug", "ablate", "--plan", "--variants", "nope")
     assert isinstance(r.exception, ConfigError)
-    assert str(r.exception) == "--variant: unknown variant 'nope'; valid: baseline, cce, cag, full"
+    assert str(r.exception) == "--variants: unknown variant 'nope'; valid: baseline, cce, cag, full"
 
 
 # ------------------------------------------------------------------------------------------- YAML
@@ -674,9 +675,9 @@ def test_results_folder_that_cannot_be_created(tmp_path):
         assert line == f"error: {a_file}/sub: cannot create the results folder (Not a directory)"
         line = one_line_error(invoke(*cmd, "--out", a_file))
         assert line == f"error: {a_file}: cannot create the results folder (File exists)"
-    line = one_line_error(invoke("data", "synth", "h36m", "--out", a_file))
+    line = one_line_error(invoke("data", "synth", "--benchmark", "h36m", "--out", a_file))
     assert line == f"error: {a_file}: File exists"
-    line = one_line_error(invoke("data", "synth", "3dhp", "--out", a_file / "sub"))
+    line = one_line_error(invoke("data", "synth", "--benchmark", "3dhp", "--out", a_file / "sub"))
     assert line == f"error: {a_file}/sub: Not a directory"
     assert a_file.read_text() == "not a folder\n"
 
