@@ -185,7 +185,7 @@ class Records:
         self.writer = None
         self.seen: dict[str, dict[str, Any]] = {}  # the last event of each other stage ("lifter", "gmm", ...)
         self._t: dict[str, float] = {}
-        self._tail_checked = False
+        self._tail_checked = self._tb_checked = False
 
     # -- the log
     def log(self, text: str) -> None:
@@ -251,7 +251,8 @@ class Records:
         what = (f"{self.stage}: {epochs} epochs of {spe} steps (batch {ev.get('batch_size')}, "
                 f"{ev.get('frames')} training frames)")
         self.log(what + (f"; resuming after epoch {done} (its checkpoint)" if done else ""))
-        if self.tensorboard and self.writer is None:
+        if self.tensorboard and not self._tb_checked:
+            self._tb_checked = True
             cls = summary_writer_class()
             if cls is None:
                 self.log(TB_NOT_INSTALLED)
