@@ -292,19 +292,62 @@ def recipes_cmd(
 
 
 # --------------------------------------------------------------------------------- train / eval
-def _progress_printer():
-    """A callback that prints one line per epoch (stage, epoch, loss, epoch time)."""
+class _ProgressPrinter:
+    """train's and eval's progress callback, a context manager: on a terminal a rich bar per stage that
+    moves within epochs (lifter, denoiser), the GMM fit and the evaluation; otherwise (a log file) one
+    line per epoch (stage, epoch, loss, epoch time) and one as the GMM fit and the evaluation start."""
 
-    def cb(ev: dict) -> None:
-        if ev.get("stage") in ("lifter", "denoiser"):
-            console.print(f"  {ev['stage']:8s} epoch {ev['epoch']:>4}/{ev['epochs']:<4} loss {ev['loss']:.5f}  "
-                          f"{ev['seconds']:.1f} s", highlight=False)
-        elif ev.get("stage") == "eval":
-            console.print("  evaluating ...", highlight=False)
-        elif ev.get("stage") == "note":
-            console.print(f"[yellow]note[/]: {escape(ev['text'])}", highlight=False, soft_wrap=True)
+    def __init__(self) -> None:
+        self.prog = None
+        self.tasks: dict[str, int] = {}
 
-    return cb
+    def __enter__(self) -> "_ProgressPrinter":
+        if console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+            self.prog.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.prog is not None:
+            self.prog.stop()
+
+    def _bar(self, key: str, description: str, **kw) -> None:
+        if key not in self.tasks:
+            self.tasks[key] = self.prog.add_task(description, **kw)
+        self.prog.update(self.tasks[key], description=description, **kw)
+
+    def __call__(self, ev: dict) -> None:
+        stage, kind = ev.get("stage"), ev.get("kind", "epoch")
+        out = self.prog.console if self.prog is not None else console
+        if stage == "note":
+            out.print(f"[yellow]note[/]: {escape(ev['text'])}", highlight=False, soft_wrap=True)
+        elif self.prog is None:  # a log file: lines, never a bar
+            if stage in ("lifter", "denoiser") and kind == "epoch":
+                console.print(f"  {stage:8s} epoch {ev['epoch']:>4}/{ev['epochs']:<4} loss {ev['loss']:.5f}  "
+                              f"{ev['seconds']:.1f} s", highlight=False)
+            elif stage == "gmm" and not ev.get("done"):
+                console.print(f"  fitting the GMM noise ({ev.get('total')} joints) ...", highlight=False)
+            elif stage == "eval" and not ev.get("done"):
+                console.print("  evaluating ...", highlight=False)
+        elif stage in ("lifter", "denoiser") and ev.get("steps_per_epoch"):
+            spe, e = ev["steps_per_epoch"], ev["epoch"]
+            done = {"start": e * spe, "step": (e - 1) * spe + ev.get("step", 0)}.get(kind, e * spe)
+            loss = f" loss {ev['loss']:.4f}" if "loss" in ev else ""
+            secs = f" ({ev['seconds']:.1f} s/epoch)" if kind == "epoch" else ""
+            shown = min(e + 1, ev["epochs"]) if kind == "start" else e
+            self._bar(stage, f"{stage} epoch {shown}/{ev['epochs']}{loss}{secs}", completed=done,
+                      total=ev["epochs"] * spe)
+        elif stage in ("gmm", "eval") and ev.get("total") is not None:
+            self._bar(stage, "GMM noise fit (joints)" if stage == "gmm" else "evaluating (batches)",
+                      completed=ev.get("done", 0), total=ev["total"])
+
+
+def _progress_printer() -> _ProgressPrinter:
+    """The progress callback of train and eval (:class:`_ProgressPrinter`); use it in a ``with``."""
+    return _ProgressPrinter()
 
 
 def print_metrics(result: dict) -> None:
@@ -415,7 +458,8 @@ def train_cmd(
                   f"{f' (trained on {cfg.train_on})' if cfg.train_on else ''} "
                   f"({'synthetic' if cfg.data_root is None else cfg.data_root}), profile {profile}, recipe {cfg.recipe}",
                   highlight=False)
-    run_dir = run(cfg, out, progress=_progress_printer())
+    with _progress_printer() as progress:
+        run_dir = run(cfg, out, progress=progress)
     result = read_json(run_dir / "metrics.json")
     print_metrics(result)
     console.print(f"results in {run_dir}", highlight=False)
@@ -483,7 +527,8 @@ def eval_cmd(
     from harness.pipeline import evaluate_run
 
     check_options(device=device, precision=_value(precision))
-    result = evaluate_run(run_dir, device=device, progress=_progress_printer(), precision=_value(precision))
+    with _progress_printer() as progress:
+        result = evaluate_run(run_dir, device=device, progress=progress, precision=_value(precision))
     print_metrics(result)
     if "path" in result:
         console.print(f"wrote {result['path']}", highlight=False)
@@ -606,14 +651,21 @@ def ablate_cmd(
             elif e == "start":
                 prog.update(cur, description=f"{ev['run']}: loading", completed=0, total=1, visible=True)
             elif e == "progress" and ev.get("stage") in ("lifter", "denoiser"):
-                if not prog.console.is_terminal:  # a log file (Slurm, nohup): one line per epoch
+                kind, spe = ev.get("kind", "epoch"), ev.get("steps_per_epoch") or 1
+                if kind == "epoch" and not prog.console.is_terminal:  # a log file (Slurm, nohup): one line per epoch
                     prog.console.print(f"{ev['run']}: {ev['stage']} epoch {ev['epoch']}/{ev['epochs']} "
                                        f"loss {ev['loss']:.5f} {ev['seconds']:.1f} s", highlight=False)
-                prog.update(cur, description=f"{ev['run']}: {ev['stage']} loss {ev['loss']:.4f} "
-                                             f"({ev['seconds']:.1f} s/epoch)",
-                            completed=ev["epoch"], total=ev["epochs"])
-            elif e == "progress" and ev.get("stage") == "eval":
-                prog.update(cur, description=f"{ev['run']}: evaluating")
+                if kind == "epoch":
+                    desc, done = f"{ev['stage']} loss {ev['loss']:.4f} ({ev['seconds']:.1f} s/epoch)", ev["epoch"] * spe
+                elif kind == "step":  # the bar moves within the epoch, in steps
+                    desc, done = f"{ev['stage']} loss {ev['loss']:.4f}", (ev["epoch"] - 1) * spe + ev["step"]
+                else:
+                    desc, done = f"{ev['stage']}", ev["epoch"] * spe
+                prog.update(cur, description=f"{ev['run']}: {desc}", completed=done, total=ev["epochs"] * spe)
+            elif e == "progress" and ev.get("stage") in ("gmm", "eval"):
+                what = "GMM noise fit" if ev["stage"] == "gmm" else "evaluating"
+                prog.update(cur, description=f"{ev['run']}: {what}", completed=ev.get("done", 0),
+                            total=ev.get("total") or 1)
             elif e == "progress" and ev.get("stage") == "note":
                 prog.console.print(f"[yellow]note[/]: {escape(ev['text'])}", highlight=False, soft_wrap=True)
             elif e == "finish":

@@ -26,18 +26,22 @@ NUM_SAMPLE_POSES = 8
 
 
 def evaluate(cfg: Config, model: torch.nn.Module, data: dict[str, PoseSet], lifter_test: np.ndarray,
-             noise_model, device: torch.device, where: str = "evaluation"
+             noise_model, device: torch.device, where: str = "evaluation", progress=None
              ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Metrics of the refined and the lifter's poses on the test split, and per-frame errors (mm).
     Poses that are not finite (or beyond 1 km) are a one-line DataError prefixed with ``where`` (the run's
-    checkpoint): no metric of them is a number to report."""
+    checkpoint): no metric of them is a number to report. ``progress`` gets ``{"stage": "eval", "done": b,
+    "total": NB}`` before the first sampler batch and after each (NB: the batches of the refinement and
+    of every hypothesis)."""
     test = data["test"]
     dd = DeviceData.from_poseset(test, device)
     lift = torch.from_numpy(lifter_test).to(device)
     flip = Flip(test.num_joints, device=device)
     sampler = Sampler(cfg, model, flip, device)
     B = cfg.eval_batch_size
-    preds = _predict_pairs(lambda a, b: sampler(a, b), dd.pose_2d, lift, B).cpu().numpy()
+    per_pass = -(-dd.pose_2d.shape[0] // B)
+    count = _Count(progress, per_pass * (1 + (cfg.hypotheses if cfg.hypotheses > 1 else 0)))
+    preds = _predict_pairs(lambda a, b: sampler(a, b), dd.pose_2d, lift, B, count).cpu().numpy()
     gt_mm = test.pose_3d.astype(np.float64) * 1000.0
     out: dict[str, Any] = {}
     per_frame: dict[str, np.ndarray] = {}
@@ -50,7 +54,7 @@ def evaluate(cfg: Config, model: torch.nn.Module, data: dict[str, PoseSet], lift
                 e1 = noise_model.sample(a.shape[0], generator=gen, device=device)
                 e2 = noise_model.sample(a.shape[0], generator=gen, device=device)
                 return sampler(a, b, start_noise=e1, flip_noise=e2)
-            hs.append(_predict_pairs(one, dd.pose_2d, lift, B).cpu().numpy())
+            hs.append(_predict_pairs(one, dd.pose_2d, lift, B, count).cpu().numpy())
         hyp = np.stack(hs, 0)  # (H, N, J, 3)
     for name, pred in (("diffusion", preds), ("lifter", lifter_test)):
         with np.errstate(invalid="ignore"):
@@ -99,8 +103,27 @@ def mpi3dhp_per_frame(pred_mm: np.ndarray, gt_mm: np.ndarray) -> tuple[np.ndarra
     return err.mean(axis=1).astype(np.float32), (100.0 * (err < M.PCK_THRESHOLD).mean(axis=1)).astype(np.float32)
 
 
-def _predict_pairs(fn, a: torch.Tensor, b: torch.Tensor, batch: int) -> torch.Tensor:
-    return torch.cat([fn(a[i:i + batch], b[i:i + batch]) for i in range(0, a.shape[0], batch)], 0)
+class _Count:
+    """The "eval" events: ``done`` of ``total`` sampler batches (the first event at construction)."""
+
+    def __init__(self, progress, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+        if progress:
+            progress({"stage": "eval", "done": 0, "total": total})
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress({"stage": "eval", "done": self.done, "total": self.total})
+
+
+def _predict_pairs(fn, a: torch.Tensor, b: torch.Tensor, batch: int, count=None) -> torch.Tensor:
+    outs = []
+    for i in range(0, a.shape[0], batch):
+        outs.append(fn(a[i:i + batch], b[i:i + batch]))
+        if count is not None:
+            count()
+    return torch.cat(outs, 0)
 
 
 def _summarise(cfg: Config, test: PoseSet, pred_mm, gt_mm, p1, p2) -> dict[str, Any]:

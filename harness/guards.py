@@ -38,8 +38,9 @@ def is_data_file(name: str) -> bool:
     data_test_3dhp.npz, data_train_3dhp.npz."""
     return bool(_DATA_FILE_RE.fullmatch(name))
 # What a refused command may leave in a folder it created without anything being lost by removing it:
-# run configs, identities, fitted noise, locks and temporary files (no checkpoint, metrics or predictions).
-_NOT_RESULTS = {"config.json", "identity.json", "noise.json", ".lock"}
+# run configs, identities, fitted noise, the training log (harness/train/records.py), locks and temporary
+# files (no checkpoint, metrics or predictions).
+_NOT_RESULTS = {"config.json", "identity.json", "noise.json", "train.log", ".lock"}
 
 
 # ------------------------------------------------------------------------------ one check an option

@@ -76,7 +76,9 @@ def train_lifter(cfg: Config, data: dict[str, PoseSet], out: Path, device: torch
 
 def _train_lifter(cfg: Config, data: dict[str, PoseSet], folder: Path, device: torch.device,
                   progress: ProgressFn | None) -> dict[str, np.ndarray]:
+    from harness import __version__
     from harness.identity import lifter_identity
+    from harness.train.records import Records, config_summary
 
     pred_path = folder / "predictions.npz"
     if pred_path.exists():
@@ -91,20 +93,25 @@ def _train_lifter(cfg: Config, data: dict[str, PoseSet], folder: Path, device: t
     ident = lifter_identity(cfg)
     write_json(folder / "identity.json", ident)
 
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    model = build_lifter_for(cfg, parents=data["train"].parents).to(device)
-    train_lifter_model(cfg, model, data["train"], folder, device, gen, progress, numerics=ident["numerics"])
-    flip = Flip(data["train"].num_joints, device=device)
-    preds = {}
-    for split in ("train", "test"):
-        dd = DeviceData.from_poseset(data[split], device)
-        preds[split] = lifter_predict(model, dd.pose_2d, flip, cfg.eval_batch_size, cfg.precision, device,
-                                      test_flip=(split == "test" and cfg.lifter_test_flip),
-                                      root_mode=cfg.root_mode).cpu().numpy().astype(np.float32)
-    with atomic_path(pred_path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **preds)
+    with Records(folder, "lifter", progress) as rec:  # the lifter's own train.log and history.csv
+        rec.log(f"start: shared lifter {folder.name} (harness {__version__}, device {device}); "
+                f"{len(data['train'])} training and {len(data['test'])} test frames")
+        rec.log("config: " + config_summary(cfg, Config.LIFTER_KEYS))
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator(device=device).manual_seed(cfg.seed)
+        model = build_lifter_for(cfg, parents=data["train"].parents).to(device)
+        train_lifter_model(cfg, model, data["train"], folder, device, gen, rec, numerics=ident["numerics"])
+        flip = Flip(data["train"].num_joints, device=device)
+        preds = {}
+        for split in ("train", "test"):
+            dd = DeviceData.from_poseset(data[split], device)
+            preds[split] = lifter_predict(model, dd.pose_2d, flip, cfg.eval_batch_size, cfg.precision, device,
+                                          test_flip=(split == "test" and cfg.lifter_test_flip),
+                                          root_mode=cfg.root_mode).cpu().numpy().astype(np.float32)
+        with atomic_path(pred_path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **preds)
+        rec.log("finish: predictions.npz written (train and test splits)")
     return preds
 
 

@@ -196,11 +196,12 @@ class GMMNoise:
     # -- fitting ---------------------------------------------------------------------------------
     @classmethod
     def fit(cls, residuals: np.ndarray, max_components: int = 8, seed: int = 0, max_samples: int = 20000,
-            reg_covar: float = 1e-6, max_iter: int = 200) -> "GMMNoise":
+            reg_covar: float = 1e-6, max_iter: int = 200, progress=None) -> "GMMNoise":
         """Fit one mixture per joint on ``residuals`` (N, J, 5); the component count per joint is the
         BIC minimum over ``1..max_components`` (sklearn ``GaussianMixture``, full covariance,
         ``random_state=seed``). At most ``max_samples`` rows per joint are used, drawn without
-        replacement with ``np.random.default_rng(seed)`` (same rows for every joint)."""
+        replacement with ``np.random.default_rng(seed)`` (same rows for every joint). ``progress`` gets
+        ``{"stage": "gmm", "done": j, "total": J}`` before the first joint and after each."""
         from sklearn.mixture import GaussianMixture
 
         r = np.asarray(residuals, dtype=np.float64)
@@ -217,6 +218,8 @@ class GMMNoise:
         rows = np.sort(rng.choice(n, size=int(max_samples), replace=False)) if n > max_samples else np.arange(n)
         k_max = int(min(max_components, len(rows)))
         fits, bics = [], []
+        if progress:
+            progress({"stage": "gmm", "done": 0, "total": J})
         for j in range(J):
             data = r[rows, j, :]
             best, best_bic, joint_bics = None, math.inf, []
@@ -232,6 +235,8 @@ class GMMNoise:
                     best, best_bic = gm, bic
             fits.append(best)
             bics.append(joint_bics)
+            if progress:
+                progress({"stage": "gmm", "done": j + 1, "total": J})
         K = max(g.n_components for g in fits)
         w = np.zeros((J, K))
         mu = np.zeros((J, K, NUM_CHANNELS))
@@ -496,9 +501,10 @@ def noise_from_dict(d: dict[str, Any], source: str | None = None):
 
 
 # --------------------------------------------------------------------------- the noise of a run
-def build_noise_for(cfg, data: dict, lifter_preds: dict[str, np.ndarray], out: Path):
+def build_noise_for(cfg, data: dict, lifter_preds: dict[str, np.ndarray], out: Path, progress=None):
     """The training-noise model of run ``cfg``; a GMM fit is cached beside the shared lifter
-    (``<lifter folder>/gmm-k<K>-n<N>.json``, under its lock)."""
+    (``<lifter folder>/gmm-k<K>-n<N>.json``, under its lock). ``progress``: the fit's "gmm" events
+    (:meth:`GMMNoise.fit`)."""
     from harness.runs import lifter_dir
 
     J = data["train"].num_joints
@@ -514,7 +520,7 @@ def build_noise_for(cfg, data: dict, lifter_preds: dict[str, np.ndarray], out: P
 
     path = lifter_dir(cfg, out) / f"gmm-k{cfg.gmm_max_components}-n{cfg.gmm_max_samples}.json"
     with folder_lock(path.parent):
-        gmm = GMMNoise.load(path) if path.exists() else _fit_gmm(cfg, data, lifter_preds, path)
+        gmm = GMMNoise.load(path) if path.exists() else _fit_gmm(cfg, data, lifter_preds, path, progress)
     gmm.scale = gmm_scale(cfg)
     return gmm
 
@@ -532,7 +538,7 @@ def gmm_scale(cfg) -> float:
     return 1.0 / math.sqrt(1.0 - sched.alpha_bar(k))
 
 
-def _fit_gmm(cfg, data: dict, lifter_preds: dict[str, np.ndarray], path: Path):
+def _fit_gmm(cfg, data: dict, lifter_preds: dict[str, np.ndarray], path: Path, progress=None):
     train = data["train"]
     if "train" not in lifter_preds:
         raise DataError(f"{cfg.initial_3d}: the GMM noise fit needs initial 3D for every training frame")
@@ -541,6 +547,6 @@ def _fit_gmm(cfg, data: dict, lifter_preds: dict[str, np.ndarray], path: Path):
     d3d = lifter_preds["train"] - train.pose_3d
     residuals = np.concatenate([d2d, d3d], axis=-1)
     gmm = GMMNoise.fit(residuals, max_components=cfg.gmm_max_components, seed=cfg.seed,
-                       max_samples=cfg.gmm_max_samples)
+                       max_samples=cfg.gmm_max_samples, progress=progress)
     gmm.save(path)
     return gmm

@@ -31,6 +31,7 @@ from harness.safeio import read_json, save_npz, write_json
 from harness.skeleton import H36M_PARENTS
 from harness.train.checkpoint import check_state_shapes, evaluated_weights, load_checkpoint
 from harness.train.loop import train_denoiser
+from harness.train.records import Records, config_summary, history_summary
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -63,35 +64,80 @@ def run(cfg: Config, out: Path, progress: ProgressFn | None = None, data: dict[s
         note = stale_note(cfg, out, ident)
         if note and progress:
             progress({"stage": "note", "text": note})
-        return _run(cfg, Path(out), run_dir, progress, data if data is not None else load_data(cfg), ident)
+        return _run(cfg, Path(out), run_dir, progress, data if data is not None else load_data(cfg), ident, note)
 
 
 def _run(cfg: Config, out: Path, run_dir: Path, progress: ProgressFn | None, data: dict[str, PoseSet],
-         ident: dict[str, Any]) -> Path:
+         ident: dict[str, Any], note: str | None = None) -> Path:
     t_start = time.perf_counter()
     device = select_device(cfg.device)
     write_json(run_dir / "config.json", cfg.to_dict())
     lifter_folder = lifter_dir(cfg, out)
     write_json(run_dir / "identity.json", {**ident, "lifter": lifter_folder.name})
-    lifter_preds = train_lifter(cfg, data, out, device, progress, folder=lifter_folder)
-    noise_model = build_noise_for(cfg, data, lifter_preds, out)
-    write_json(run_dir / "noise.json", noise_model.to_dict())
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    model = build_denoiser_for(cfg, parents=data["train"].parents).to(device)
-    model = train_denoiser(cfg, model, data["train"], noise_model, run_dir, device, gen, progress,
-                           numerics=ident["numerics"])
-    if progress:
-        progress({"stage": "eval"})
-    metrics, per_frame = evaluate(cfg, model, data, lifter_preds["test"], noise_model, device,
-                                  where=str(run_dir / "checkpoint.pt"))
-    save_npz(run_dir / "per_frame.npz", **per_frame)
-    result = _record(cfg, run_dir, device, data, len(data["train"]),
-                     {**ident, "hash": run_dir.name.rsplit("-", 1)[1], "lifter": lifter_folder.name})
-    result.update({"wall_time_s": round(time.perf_counter() - t_start, 2), "metrics": metrics,
-                   "clips": clip_record(cfg.benchmark, per_frame)})  # per-clip sums: `harness compare`
-    write_json(run_dir / "metrics.json", result)
+    with Records(run_dir, "denoiser", progress) as rec:  # train.log, history.csv (and tb/) of the run
+        rec.log(f"start: run {run_dir.name} (harness {__version__}, commit {git_commit() or 'unknown'}, "
+                f"device {device})")
+        rec.log("config: " + config_summary(cfg))
+        rec.log(f"data: {len(data['train'])} training and {len(data['test'])} test frames, "
+                f"{data['test'].num_joints} joints ("
+                f"{'synthetic' if data['train'].meta.get('synthetic', cfg.data_root is None) else 'real'})")
+        if note:
+            rec.log(f"note: {note}")
+        lifter_preds = train_lifter(cfg, data, out, device, rec, folder=lifter_folder)
+        rec.log(_lifter_line(cfg, lifter_folder, rec))
+        noise_model = build_noise_for(cfg, data, lifter_preds, out, progress=rec)
+        write_json(run_dir / "noise.json", noise_model.to_dict())
+        rec.log(f"noise: {noise_model!r}" + (" (fitted here)" if "gmm" in rec.seen else ""))
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        model = build_denoiser_for(cfg, parents=data["train"].parents).to(device)
+        model = train_denoiser(cfg, model, data["train"], noise_model, run_dir, device, gen, rec,
+                               numerics=ident["numerics"])
+        metrics, per_frame = evaluate(cfg, model, data, lifter_preds["test"], noise_model, device,
+                                      where=str(run_dir / "checkpoint.pt"), progress=rec)
+        save_npz(run_dir / "per_frame.npz", **per_frame)
+        result = _record(cfg, run_dir, device, data, len(data["train"]),
+                         {**ident, "hash": run_dir.name.rsplit("-", 1)[1], "lifter": lifter_folder.name})
+        result.update({"wall_time_s": round(time.perf_counter() - t_start, 2), "metrics": metrics,
+                       "clips": clip_record(cfg.benchmark, per_frame),  # per-clip sums: `harness compare`
+                       "history": _history(run_dir, lifter_folder, cfg)})
+        write_json(run_dir / "metrics.json", result)
+        rec.log(f"finish: metrics.json written in {result['wall_time_s']:.1f} s; " + _headline(metrics))
     return run_dir
+
+
+def _lifter_line(cfg: Config, folder: Path, rec: Records) -> str:
+    """The run log's line on the first stage: whose initial 3D, and whether this run trained the lifter."""
+    if cfg.initial_3d:
+        return f"lifter: none, the initial 3D is {cfg.initial_3d}"
+    ev = rec.seen.get("lifter")
+    if ev is None:
+        how = "reused (its predictions.npz)"
+    elif ev.get("kind") == "epoch":
+        how = f"trained here to epoch {ev['epoch']}/{ev['epochs']}, loss {ev['loss']:.6f}"
+    else:
+        how = "predictions recomputed from its checkpoint"
+    return f"lifter: shared/{folder.name} {how}; its records: shared/{folder.name}/train.log, history.csv"
+
+
+def _history(run_dir: Path, lifter_folder: Path, cfg: Config) -> dict[str, Any]:
+    """metrics.json's ``history``: epochs, steps and final loss per stage, from the stages' history.csv."""
+    out = {}
+    for stage, path in (("lifter", lifter_folder / "history.csv"), ("denoiser", run_dir / "history.csv")):
+        summ = None if (stage == "lifter" and cfg.initial_3d) else history_summary(path, stage)
+        if summ is not None:
+            out[stage] = summ
+    return out
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    """``diffusion P1 51.2 mm, lifter P1 55.0 mm`` (H36M's Avg, 3DHP's All MPJPE) for the log."""
+    parts = []
+    for name, m in metrics.items():
+        v = m.get("p1", {}).get("Avg") if isinstance(m.get("p1"), dict) else m.get("All", {}).get("MPJPE")
+        if isinstance(v, (int, float)):
+            parts.append(f"{name} P1 {v:.2f} mm")
+    return ", ".join(parts) or "no headline metric"
 
 
 def _record(cfg: Config, run_dir: Path, device: torch.device, data: dict[str, PoseSet], train_frames: int,
@@ -138,7 +184,7 @@ def evaluate_run(run_dir: Path, device: str | None = None, progress: ProgressFn 
     noise_model = noise_from_dict(st["noise"])
     lifter_preds = run_lifter_predictions(cfg, run_dir, data, dev, progress)
     metrics, per_frame = evaluate(eval_cfg, model, data, lifter_preds["test"], noise_model, dev,
-                                  where=str(run_dir / "checkpoint.pt"))
+                                  where=str(run_dir / "checkpoint.pt"), progress=progress)
     imported = (run_dir / "origin.json").exists() and not (run_dir / "metrics.json").exists()
     trained = read_json(run_dir / "identity.json") if (run_dir / "identity.json").exists() else {}
     result = _record(cfg, run_dir, dev, data, 0 if imported else len(data["train"]),

@@ -29,10 +29,13 @@ def tiny_data(tiny_cfg):
 
 
 def test_run_writes_results(tmp_path, tiny_cfg, tiny_data):
-    run_dir = run(tiny_cfg, tmp_path, data=tiny_data)
+    events = []
+    run_dir = run(tiny_cfg, tmp_path, data=tiny_data, progress=events.append)
     assert run_dir.name == run_name(tiny_cfg)
     names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
-    assert names == ["checkpoint.pt", "config.json", "identity.json", "metrics.json", "noise.json", "per_frame.npz"]
+    assert names == ["checkpoint.pt", "config.json", "history.csv", "identity.json", "metrics.json", "noise.json",
+                     "per_frame.npz", "train.log"]
+    _check_records(tmp_path, run_dir, tiny_cfg, tiny_data, events)
     res = json.loads((run_dir / "metrics.json").read_text())
     ident = json.loads((run_dir / "identity.json").read_text())
     assert res["identity"]["numerics"] == ident["numerics"] == {
@@ -56,6 +59,42 @@ def test_run_writes_results(tmp_path, tiny_cfg, tiny_data):
         assert z["sample_gt_3d"].shape == (8, 17, 3)
     assert is_done(tiny_cfg, tmp_path)
     assert not is_done(tiny_cfg.replace(epochs=3), tmp_path)
+
+
+def _check_records(out, run_dir, cfg, data, events):
+    """The run's and its shared lifter's train.log and history.csv, metrics.json's history summary, and the
+    evaluation's progress events (harness.train.records)."""
+    from harness.runs import lifter_dir
+    from harness.train.records import History, steps_per_epoch
+
+    lifter = lifter_dir(cfg, out)
+    spe = steps_per_epoch(len(data["train"]), cfg.batch_size)
+    lspe = steps_per_epoch(len(data["train"]), cfg.lifter_batch_size)
+    den = History(run_dir / "history.csv").rows()
+    lif = History(lifter / "history.csv").rows()
+    assert [(r["stage"], r["epoch"], r["step"]) for r in den] == [("denoiser", str(e), str(e * spe))
+                                                                   for e in range(1, cfg.epochs + 1)]
+    assert [(r["stage"], r["epoch"], r["step"], r["ema_decay"]) for r in lif] == [
+        ("lifter", str(e), str(e * lspe), "") for e in range(1, cfg.lifter_epochs + 1)]
+    res = json.loads((run_dir / "metrics.json").read_text())
+    assert res["history"] == {"lifter": {"epochs": cfg.lifter_epochs, "steps": cfg.lifter_epochs * lspe,
+                                         "final_loss": float(lif[-1]["loss"])},
+                              "denoiser": {"epochs": cfg.epochs, "steps": cfg.epochs * spe,
+                                           "final_loss": float(den[-1]["loss"])}}
+    epoch_losses = [ev["loss"] for ev in events if ev.get("stage") == "denoiser" and ev.get("kind") == "epoch"]
+    assert [float(r["loss"]) for r in den] == epoch_losses  # the rows are the loop's numbers, exactly
+    log = [ln[21:] for ln in (run_dir / "train.log").read_text().splitlines()]
+    heads = [ln.split(":")[0].split(" epoch")[0] for ln in log]
+    assert heads == ["start", "config", "data", "lifter", "noise", "denoiser", "tensorboard", "denoiser", "denoiser",
+                     "evaluation", "evaluation", "finish"], log
+    assert log[3] == (f"lifter: shared/{lifter.name} trained here to epoch 1/1, loss {float(lif[-1]['loss']):.6f}; "
+                      f"its records: shared/{lifter.name}/train.log, history.csv")
+    assert log[-1].endswith(f"diffusion P1 {res['metrics']['diffusion']['p1']['Avg']:.2f} mm, "
+                            f"lifter P1 {res['metrics']['lifter']['p1']['Avg']:.2f} mm")
+    assert "finish: predictions.npz written (train and test splits)" in (lifter / "train.log").read_text()
+    nb = -(-len(data["test"]) // cfg.eval_batch_size)
+    assert [ev for ev in events if ev.get("stage") == "eval"] == [{"stage": "eval", "done": k, "total": nb}
+                                                                  for k in range(nb + 1)]
 
 
 def test_resume_equals_uninterrupted(tmp_path, tiny_cfg, tiny_data):

@@ -5,6 +5,11 @@ optimiser, schedule, RNG).
 Schedules. Denoiser: Adam ``lr``, multiplied by ``lr_gamma`` every ``lr_decay_every`` epochs (StepLR,
 as DiffPose's ``decay`` / ``lr_gamma``); the EMA of the weights is what the stage returns. Lifter: Adam ``lifter_lr`` decayed exponentially to a tenth over the stage (GraFormer decays 0.96 per
 100k steps).
+
+Progress: a "start" event, "step" events within an epoch (the running loss, read off the device only at
+:class:`harness.train.records.StepTicker`'s interval) and an "epoch" event (loss, learning rate, time)
+before each epoch's checkpoint; :class:`harness.train.records.Records` keeps them (the event shapes are
+described there).
 """
 
 from __future__ import annotations
@@ -24,16 +29,18 @@ from harness.device import DeviceData
 from harness.errors import HarnessError
 from harness.train.augment import Flip
 from harness.train.checkpoint import CHECKPOINT_FORMAT, check_state_shapes, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from harness.train.records import StepTicker, steps_per_epoch
 from harness.train.step import DenoiserStep, lifter_step
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def _epoch(train: DeviceData, batch_size: int, gen: torch.Generator, device: torch.device,
-           step: Callable[..., torch.Tensor]) -> float:
+           step: Callable[..., torch.Tensor], tick: Callable[[int, torch.Tensor, int], None] | None = None) -> float:
     """One epoch: a permutation drawn from ``gen``, then ``step(2D, 3D)`` (``step(2D, 3D, kernels)``
     when ``train`` carries GMM 2D kernels) on each batch of it in order (the last one short); returns
-    the mean loss per sample (one host sync, at the end)."""
+    the mean loss per sample (one host sync, at the end). ``tick(k, loss sum, samples)`` after step
+    ``k`` (:class:`harness.train.records.StepTicker`: it reads the sum only at its logging interval)."""
     n = len(train)
     perm = torch.randperm(n, generator=gen, device=device)
     total, count = torch.zeros((), device=device), 0
@@ -42,6 +49,8 @@ def _epoch(train: DeviceData, batch_size: int, gen: torch.Generator, device: tor
         extra = () if train.gmm_2d is None else (train.gmm_2d[idx],)
         total += step(train.pose_2d[idx], train.pose_3d[idx], *extra) * idx.shape[0]
         count += idx.shape[0]
+        if tick is not None:
+            tick(i // batch_size + 1, total, count)
     return float(total) / max(count, 1)
 
 
@@ -81,21 +90,28 @@ def train_lifter(cfg: Config, model: torch.nn.Module, train_set: PoseSet, folder
         sched.load_state_dict(st["scheduler"])
         set_rng_state(gen, st["rng"])
         start = st["epoch"] + 1
+    spe = steps_per_epoch(len(train), cfg.lifter_batch_size)
+    if progress:
+        progress({"stage": "lifter", "kind": "start", "epoch": start, "epochs": cfg.lifter_epochs,
+                  "steps_per_epoch": spe, "frames": len(train), "batch_size": cfg.lifter_batch_size})
     for epoch in range(start, cfg.lifter_epochs):
         t0 = time.perf_counter()
         model.train()
+        lr = float(opt.param_groups[0]["lr"])
         loss_v = _epoch(train, cfg.lifter_batch_size, gen, device,
-                        lambda x, y: lifter_step(cfg, model, opt, flip, x, y, gen, device))
+                        lambda x, y: lifter_step(cfg, model, opt, flip, x, y, gen, device),
+                        StepTicker(progress, "lifter", epoch + 1, cfg.lifter_epochs, spe))
         sched.step()
         if not math.isfinite(loss_v):  # before saving: the last good checkpoint is kept
             raise HarnessError(f"{ckpt}: lifter loss became {loss_v} at epoch {epoch + 1}; last good checkpoint kept")
+        if progress:  # before the checkpoint: a kill between the two leaves a row that a resume drops
+            progress({"stage": "lifter", "kind": "epoch", "epoch": epoch + 1, "epochs": cfg.lifter_epochs,
+                      "loss": loss_v, "seconds": time.perf_counter() - t0, "step": (epoch + 1) * spe,
+                      "steps_per_epoch": spe, "lr": lr})
         save_checkpoint(ckpt, {"format": CHECKPOINT_FORMAT, "kind": "lifter", "version": __version__,
                                "config": cfg_dict, "epoch": epoch, "model": model.state_dict(),
                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                "rng": rng_state(gen), "numerics": numerics})
-        if progress:
-            progress({"stage": "lifter", "epoch": epoch + 1, "epochs": cfg.lifter_epochs, "loss": loss_v,
-                      "seconds": time.perf_counter() - t0})
     return model
 
 
@@ -131,14 +147,24 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
         sched.load_state_dict(st["scheduler"])
         set_rng_state(gen, st["rng"])
         start = st["epoch"] + 1
+    spe = steps_per_epoch(len(train), cfg.batch_size)
+    if progress:
+        progress({"stage": "denoiser", "kind": "start", "epoch": start, "epochs": cfg.epochs,
+                  "steps_per_epoch": spe, "frames": len(train), "batch_size": cfg.batch_size})
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
-        loss_v = _epoch(train, cfg.batch_size, gen, device, lambda x, y, *k: step(x, y, gen, *k))
+        lr = float(step.opt.param_groups[0]["lr"])
+        loss_v = _epoch(train, cfg.batch_size, gen, device, lambda x, y, *k: step(x, y, gen, *k),
+                        StepTicker(progress, "denoiser", epoch + 1, cfg.epochs, spe))
         sched.step()
         if not math.isfinite(loss_v):
             raise HarnessError(f"{run_dir}: training loss became {loss_v} at epoch {epoch + 1}; "
                                "stopped, last good checkpoint kept")
+        if progress:  # before the checkpoint, as the lifter's
+            progress({"stage": "denoiser", "kind": "epoch", "epoch": epoch + 1, "epochs": cfg.epochs,
+                      "loss": loss_v, "seconds": time.perf_counter() - t0, "step": (epoch + 1) * spe,
+                      "steps_per_epoch": spe, "lr": lr, "ema_decay": float(step.ema.decay())})
         if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
             save_checkpoint(ckpt, {"format": CHECKPOINT_FORMAT, "kind": "denoiser", "version": __version__,
                                    "config": cfg_dict, "epoch": epoch, "model": model.state_dict(),
@@ -146,9 +172,6 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
                                    "optimizer": step.opt.state_dict(), "scheduler": sched.state_dict(),
                                    "rng": rng_state(gen), "noise": noise_model.to_dict(),
                                    "numerics": numerics})
-        if progress:
-            progress({"stage": "denoiser", "epoch": epoch + 1, "epochs": cfg.epochs, "loss": loss_v,
-                      "seconds": time.perf_counter() - t0})
     if cfg.eval_weights == "ema":  # the released recipes evaluate the raw weights (states[0])
         model.load_state_dict(step.ema.state_dict())
     return model

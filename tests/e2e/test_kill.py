@@ -33,13 +33,23 @@ def metrics_of(out: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def histories_of(out: Path) -> dict:
+    """The run's and the shared lifter's history.csv rows less their times (harness.train.records)."""
+    from harness.train.records import History
+
+    (run_csv,) = out.glob("h36m-full-gaussian-seed0-*/history.csv")
+    (lifter_csv,) = out.glob("shared/lifter-*/history.csv")
+    return {name: [{k: v for k, v in r.items() if k != "time_s"} for r in History(p).rows()]
+            for name, p in (("denoiser", run_csv), ("lifter", lifter_csv))}
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, harness_cache) -> dict:
     """The uninterrupted run."""
     out = tmp_path_factory.mktemp("uninterrupted")
     r = tiny_cli.run(harness_cache, *train_args(out))
     assert r.returncode == 0, r.stdout + r.stderr
-    return metrics_of(out)
+    return {**metrics_of(out), "histories": histories_of(out)}
 
 
 @pytest.mark.parametrize("wait_for, max_delay, sig", [
@@ -83,6 +93,9 @@ def test_interrupted_then_rerun_equals_uninterrupted(wait_for, max_delay, sig, r
     stage = "lifter" if "lifter" in wait_for else "denoiser"
     assert not re.search(rf"{stage}\s+epoch\s+1/", r.stdout), r.stdout  # resumed, not restarted
     assert metrics_of(out)["metrics"] == reference["metrics"]
+    # each epoch once in history.csv, with the uninterrupted run's numbers (the rows after the checkpoint dropped)
+    assert histories_of(out) == reference["histories"]
+    assert [r["epoch"] for r in reference["histories"]["denoiser"]] == [str(e) for e in range(1, int(EPOCHS) + 1)]
 
 
 def test_two_ablations_share_one_results_folder(harness_cache, tmp_path):

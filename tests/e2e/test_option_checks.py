@@ -235,7 +235,8 @@ def _fake_run(tmp_files: dict[str, bytes], hold: list | None = None):
 
 
 @pytest.mark.parametrize("files, kept", [
-    ({"config.json": b"{}", "identity.json": b"{}", ".lock": b"", ".metrics.json.abc.json": b"{"}, False),
+    ({"config.json": b"{}", "identity.json": b"{}", ".lock": b"", ".metrics.json.abc.json": b"{",
+      "train.log": b"2020-01-01 00:00:00  error: refused\n"}, False),
     ({"config.json": b"{}", "checkpoint.pt": b"weights"}, True),  # a result exists: kept
 ])
 def test_train_refused_before_any_result_removes_its_new_folder(tmp_path, monkeypatch, harness_cache, files, kept):

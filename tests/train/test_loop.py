@@ -29,7 +29,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_cfg, t
     noise = Poisoned()
 
     def progress(ev):
-        if ev.get("stage") == "denoiser" and ev["epoch"] == 1:
+        if ev.get("stage") == "denoiser" and ev.get("kind") == "epoch" and ev["epoch"] == 1:
             noise.bad = True
 
     cfg = tiny_cfg.replace(epochs=3)
