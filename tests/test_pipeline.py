@@ -28,9 +28,27 @@ def tiny_data(tiny_cfg):
     return load_data(tiny_cfg)
 
 
-def test_run_writes_results(tmp_path, tiny_cfg, tiny_data):
-    events = []
-    run_dir = run(tiny_cfg, tmp_path, data=tiny_data, progress=events.append)
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_cfg, tiny_data):
+    """One finished tiny run (its results folder, run folder and progress events), shared by the tests
+    that only read it; a test that writes into a run works on a copy (:func:`_copy`)."""
+    out = tmp_path_factory.mktemp("finished")
+    events: list = []
+    run_dir = run(tiny_cfg, out, data=tiny_data, progress=events.append)
+    return out, run_dir, events
+
+
+def _copy(finished, tmp_path):
+    """A copy of the finished run's results folder (run folder and shared lifter); its run folder."""
+    import shutil
+
+    out, run_dir, _ = finished
+    shutil.copytree(out, tmp_path / "copy")
+    return tmp_path / "copy" / run_dir.name
+
+
+def test_run_writes_results(finished, tiny_cfg, tiny_data):
+    tmp_path, run_dir, events = finished
     assert run_dir.name == run_name(tiny_cfg)
     names = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
     assert names == ["checkpoint.pt", "config.json", "history.csv", "identity.json", "metrics.json", "noise.json",
@@ -97,8 +115,8 @@ def _check_records(out, run_dir, cfg, data, events):
                                                                   for k in range(nb + 1)]
 
 
-def test_resume_equals_uninterrupted(tmp_path, tiny_cfg, tiny_data):
-    full = run(tiny_cfg, tmp_path / "a", data=tiny_data)
+def test_resume_equals_uninterrupted(tmp_path, tiny_cfg, tiny_data, finished):
+    full = finished[1]
     # Stop after 1 of 2 epochs, then rerun with the full config: it resumes from the checkpoint.
     part_cfg = tiny_cfg.replace(epochs=1)
     part = run(part_cfg, tmp_path / "b", data=tiny_data)
@@ -111,8 +129,8 @@ def test_resume_equals_uninterrupted(tmp_path, tiny_cfg, tiny_data):
     assert a == b
 
 
-def test_eval_reproduces_metrics(tmp_path, tiny_cfg, tiny_data):
-    run_dir = run(tiny_cfg, tmp_path, data=tiny_data)
+def test_eval_reproduces_metrics(tmp_path, finished):
+    run_dir = _copy(finished, tmp_path)
     before = (run_dir / "metrics.json").read_bytes()
     frames = (run_dir / "per_frame.npz").read_bytes()
     res = evaluate_run(run_dir)
@@ -146,8 +164,8 @@ def test_own_initial_3d(tmp_path, tiny_cfg, tiny_data):
         run(cfg.replace(noise="gmm"), tmp_path / "g", data=tiny_data)
 
 
-def test_eval_in_bf16_writes_beside_and_keeps_the_run(tmp_path, tiny_cfg, tiny_data):
-    run_dir = run(tiny_cfg, tmp_path, data=tiny_data)
+def test_eval_in_bf16_writes_beside_and_keeps_the_run(tmp_path, finished):
+    run_dir = _copy(finished, tmp_path)
     before = (run_dir / "metrics.json").read_text()
     res = evaluate_run(run_dir, precision="bf16")
     assert (run_dir / "metrics.json").read_text() == before          # the run's own results untouched
