@@ -50,6 +50,21 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def compile_fn(fn, mode: str, backend: str | None = None):
+    """``fn`` under ``torch.compile(fullgraph=True, dynamic=False)``: a graph break is an error, one
+    shape per compiled graph. ``mode``: ``default`` (inductor's default) or ``graphs`` (CUDA graphs:
+    ``mode="reduce-overhead"``). ``backend``: torch.compile's (default ``inductor``; ``aot_eager``
+    traces forward and backward without generating code, for tests)."""
+    if mode not in ("default", "graphs"):
+        raise ConfigError(f"compile: must be off, default or graphs, got {mode!r}")
+    kw: dict[str, Any] = {"fullgraph": True, "dynamic": False}
+    if backend not in (None, "inductor"):
+        kw["backend"] = backend
+    elif mode == "graphs":
+        kw["mode"] = "reduce-overhead"
+    return torch.compile(fn, **kw)
+
+
 @dataclass
 class DeviceData:
     """A split's inputs on the device: 2D (N,J,2), 3D (N,J,3) and, when asked for, DiffPose's

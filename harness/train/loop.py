@@ -30,14 +30,17 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def _epoch(train: DeviceData, batch_size: int, gen: torch.Generator, device: torch.device,
-           step: Callable[..., torch.Tensor]) -> float:
+           step: Callable[..., torch.Tensor], drop_last: bool = False) -> float:
     """One epoch: a permutation drawn from ``gen``, then ``step(2D, 3D)`` (``step(2D, 3D, kernels)``
-    when ``train`` carries GMM 2D kernels) on each batch of it in order (the last one short); returns
-    the mean loss per sample (one host sync, at the end)."""
+    when ``train`` carries GMM 2D kernels) on each batch of it in order (the last one short, or, with
+    ``drop_last`` (a compiled step: one batch shape), dropped, the batch being at most the split);
+    returns the mean loss per sample (one host sync, at the end: the NaN check is once an epoch)."""
     n = len(train)
     perm = torch.randperm(n, generator=gen, device=device)
     total, count = torch.zeros((), device=device), 0
-    for i in range(0, n, batch_size):
+    if drop_last:
+        batch_size = max(1, min(batch_size, n))
+    for i in range(0, n - batch_size + 1 if drop_last else n, batch_size):
         idx = perm[i:i + batch_size]
         extra = () if train.gmm_2d is None else (train.gmm_2d[idx],)
         total += step(train.pose_2d[idx], train.pose_3d[idx], *extra) * idx.shape[0]
@@ -134,7 +137,8 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
-        loss_v = _epoch(train, cfg.batch_size, gen, device, lambda x, y, *k: step(x, y, gen, *k))
+        loss_v = _epoch(train, cfg.batch_size, gen, device, lambda x, y, *k: step(x, y, gen, *k),
+                        drop_last=step.static)
         sched.step()
         if not math.isfinite(loss_v):
             raise HarnessError(f"{run_dir}: training loss became {loss_v} at epoch {epoch + 1}; "
