@@ -50,6 +50,14 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def check_compile(mode: str | None, device: str) -> None:
+    """``--compile graphs`` needs CUDA: a one-line ConfigError for it on a device that is not (``auto``
+    resolved as :func:`select_device` does)."""
+    if mode == "graphs" and select_device(device).type != "cuda":
+        raise ConfigError(f"--compile graphs: CUDA graphs need a CUDA device (this run is on {select_device(device)}); "
+                          "use --compile default or off")
+
+
 def compile_fn(fn, mode: str, backend: str | None = None):
     """``fn`` under ``torch.compile(fullgraph=True, dynamic=False)``: a graph break is an error, one
     shape per compiled graph. ``mode``: ``default`` (inductor's default) or ``graphs`` (CUDA graphs:
@@ -63,6 +71,16 @@ def compile_fn(fn, mode: str, backend: str | None = None):
     elif mode == "graphs":
         kw["mode"] = "reduce-overhead"
     return torch.compile(fn, **kw)
+
+
+def graph_breaks(fn, *args, **kwargs) -> tuple[int, list[str]]:
+    """Graph breaks dynamo meets tracing ``fn(*args, **kwargs)`` (``torch._dynamo.explain``: dynamo
+    alone, no code generation; it runs ``fn`` once): their count and the first line of each reason."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(trace_autograd_ops=True):
+        ex = torch._dynamo.explain(fn)(*args, **kwargs)
+    return int(ex.graph_break_count), [str(b.reason).strip().splitlines()[0] for b in ex.break_reasons]
 
 
 @dataclass

@@ -78,6 +78,14 @@ class Sampler:
         yf = self._refine_static(self.flip(pose_2d), self.flip(lifter_3d), flip_noise)
         return 0.5 * (y + self.flip(yf))
 
+    def graph_breaks(self, pose_2d, lifter_3d) -> tuple[int, list[str]]:
+        """:func:`harness.device.graph_breaks` of one sampler call on these inputs."""
+        from harness.device import graph_breaks
+
+        self.model.eval()
+        with torch.no_grad():
+            return graph_breaks(self._run, pose_2d, lifter_3d)
+
     @property
     def compiled(self) -> bool:
         return self._compiled is not None

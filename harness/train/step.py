@@ -219,6 +219,12 @@ class CompiledUpdate:
             torch._foreach_lerp_(self._ema_shadow, [v.detach() for v in self._ema_src], 1.0 - decay)
         return loss.detach()
 
+    def graph_breaks(self, x2d, y3d, m, eps, t) -> tuple[int, list[str]]:
+        """:func:`harness.device.graph_breaks` of the update on these inputs (it runs one update)."""
+        from harness.device import graph_breaks
+
+        return graph_breaks(self._update, x2d, y3d, m, eps, t, self.lr, self.decay)
+
     def __call__(self, x2d, y3d, m, eps, t) -> torch.Tensor:
         import torch._dynamo
 
