@@ -325,15 +325,15 @@ def train_cmd(
     check_options(device=device, precision=precision, profile=profile, recipe=recipe, keypoints=keypoints,
                   variant=variant, noise=noise, seed=seed, epochs=epochs, hypotheses=hypotheses,
                   data_root=data_root, out=out)
+    from harness.device import check_compile
+
+    check_compile(compile_mode, device)
     cfg = resolve_config(profile, {"variant": variant, "noise": noise, "benchmark": benchmark.value,
                                    "train_on": train_on,
                                    "data_root": str(data_root) if data_root else None, "keypoints": keypoints,
                                    "seed": seed, "device": device, "epochs": epochs, "hypotheses": hypotheses,
                                    "precision": precision, "compile": compile_mode,
                                    "initial_3d": str(initial_3d) if initial_3d else None}, recipe=recipe)
-    from harness.device import check_compile
-
-    check_compile(cfg.compile, cfg.device)
     check_writable(out)
     console.print(f"training {cfg.variant} / {cfg.noise} on {cfg.benchmark}"
                   f"{f' (trained on {cfg.train_on})' if cfg.train_on else ''} "
@@ -462,13 +462,13 @@ def ablate_cmd(
                   variants=_csv(variants, "--variants"), noises=_csv(noises, "--noises"),
                   benchmarks=_csv(benchmarks, "--benchmarks"), seeds=seed_list, epochs=epochs,
                   data_root=data_root, out=out)
+    from harness.device import check_compile
+
+    check_compile(compile_mode, device)
     overrides = {"data_root": str(data_root) if data_root else None, "keypoints": keypoints, "device": device,
                  "epochs": epochs, "train_on": train_on, "recipe": recipe, "compile": compile_mode}
     cfgs = plan(_csv(variants, "--variants"), _csv(noises, "--noises"), _csv(benchmarks, "--benchmarks"),
                 seed_list, profile, overrides)
-    from harness.device import check_compile
-
-    check_compile(compile_mode, device)
     sh = Shard.parse(shard)
     mine = sh.take(cfgs)
     if show_plan:

@@ -50,9 +50,14 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+COMPILE_MODES = ("off", "default", "graphs")
+
+
 def check_compile(mode: str | None, device: str) -> None:
-    """``--compile graphs`` needs CUDA: a one-line ConfigError for it on a device that is not (``auto``
-    resolved as :func:`select_device` does)."""
+    """``--compile``: one of :data:`COMPILE_MODES` (None: the profile's), and ``graphs`` needs CUDA (``auto``
+    resolved as :func:`select_device` does); a one-line ConfigError otherwise."""
+    if mode is not None and mode not in COMPILE_MODES:
+        raise ConfigError(f"--compile {mode!r}: must be one of {', '.join(COMPILE_MODES)}")
     if mode == "graphs" and select_device(device).type != "cuda":
         raise ConfigError(f"--compile graphs: CUDA graphs need a CUDA device (this run is on {select_device(device)}); "
                           "use --compile default or off")

@@ -39,7 +39,7 @@ import torch
 from torch.optim.adam import adam
 
 from harness.config import Config
-from harness.device import autocast
+from harness.device import COMPILE_MODES, autocast
 from harness.errors import ConfigError, DataError
 from harness.diffusion import DDIMScheduler, antithetic_timesteps, noise_prediction_loss
 from harness.train.augment import Flip
@@ -56,7 +56,6 @@ def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device,
     return torch.optim.Adam(model.parameters(), lr=lr, fused=True if device.type == "cuda" else None)
 
 
-COMPILE_MODES = ("off", "default", "graphs")
 
 
 @dataclass
@@ -236,6 +235,7 @@ class CompiledUpdate:
         self.step.ema.num_updates += 1
         if self.mode == "graphs":
             torch.compiler.cudagraph_mark_step_begin()
+        self.step.opt._opt_called = True  # what Optimizer.step's hook marks (the LR schedule checks it)
         with torch._dynamo.config.patch(trace_autograd_ops=True):
             return self._fn(x2d, y3d, m, eps, t, self.lr, self.decay)
 

@@ -2,9 +2,9 @@
 denoiser's whole update (forward, backward, clip, Adam, EMA) and of one sampler call succeeds on the
 CPU with zero graph breaks, and gives the eager step's losses and weights to float32 rounding.
 
-Tiny models (hid 16, 1 layer, batch 8) and the ``aot_eager`` backend (dynamo and AOT autograd trace
-forward and backward; no code generation), so the file stays fast; inductor and CUDA graphs are
-``harness bench --suite gpu``'s."""
+Tiny models (hid 16, 1 layer, batch 8) and the ``aot_eager`` backend for the step (dynamo and AOT
+autograd trace forward and backward; no code generation), dynamo's ``eager`` for the sampler, so the
+file stays fast; inductor and CUDA graphs are ``harness bench --suite gpu``'s."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ def _step(compile_mode: str, dropout: float):
     from harness.noise import GaussianNoise
     from harness.train.step import DenoiserStep
 
+    from harness.bench import no_dropout
+
     torch.manual_seed(0)
     model = build_denoiser("full", hid_dim=16, num_layers=1, n_head=2, dropout=dropout).train()
+    if not dropout:
+        no_dropout(model)   # also the blocks' hard-coded p = 0.1
     cfg = Config(**TINY, dropout=dropout, compile=compile_mode)
     return DenoiserStep.build(cfg, model, GaussianNoise(), 17, torch.device("cpu"), backend="aot_eager")
 
@@ -38,8 +42,8 @@ def _train(step) -> list[float]:
 
 
 def _dropout() -> float:
-    """0.25 with the fused kernels (their hashed masks are the same eager and compiled); 0 without them
-    (eager masks then come from NumPy, compiled ones from torch.rand: other masks, other numbers)."""
+    """0.25 with the fused kernels (their hashed masks are the same eager and compiled); off without
+    them (eager masks then come from NumPy, compiled ones from torch.rand: other masks)."""
     from harness.models.fast import native
 
     return 0.25 if native.available() else 0.0
@@ -102,7 +106,8 @@ def test_compiled_sampler_is_one_graph_and_equals_eager():
     x2d, y3d = torch.randn(8, 17, 2, generator=g), torch.randn(8, 17, 3, generator=g)
     eager = Sampler(cfg, model, Flip(17), torch.device("cpu"))
     breaks0, graphs0 = sum(counters["graph_break"].values()), counters["stats"]["unique_graphs"]
-    comp = Sampler(cfg.replace(compile="default"), model, Flip(17), torch.device("cpu"), backend="aot_eager")
+    # dynamo's own backend: no backward to trace (the step's test covers AOT autograd)
+    comp = Sampler(cfg.replace(compile="default"), model, Flip(17), torch.device("cpu"), backend="eager")
     a, b = eager(x2d, y3d), comp(x2d, y3d)
     assert comp.compiled and not eager.compiled
     assert float((a - b).abs().max()) < 1e-6 and float(a.abs().max()) > 0.1
@@ -158,9 +163,27 @@ def test_compile_options_are_one_line_errors():
     with pytest.raises(ConfigError, match=r"^--compile graphs: CUDA graphs need a CUDA device \(this run is on cpu\)"):
         check_compile("graphs", "cpu")
     check_compile("default", "cpu")
+    with pytest.raises(ConfigError, match=r"^--compile 'fast': must be one of off, default, graphs$"):
+        check_compile("fast", "cpu")
     with pytest.raises(ConfigError, match=r"'compile' must be off, default or graphs"):
-        resolve_config("smoke", {"compile": "fast"})
+        resolve_config("smoke", {"compile": "fast"})   # a profile or a config file: the config's check
     # off is the default everywhere (CUDA too) and leaves a run's name as it was
     assert Config().compile == "off"
     assert resolve_config("smoke", {}).hash() == resolve_config("smoke", {"compile": "off"}).hash()
     assert resolve_config("smoke", {}).hash() != resolve_config("smoke", {"compile": "default"}).hash()
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--compile", "fast"], "error: --compile 'fast': must be one of off, default, graphs"),
+    (["--compile", "graphs", "--device", "cpu"],
+     "error: --compile graphs: CUDA graphs need a CUDA device (this run is on cpu); use --compile default or off"),
+])
+@pytest.mark.parametrize("cmd", [["train"], ["ablate", "--jobs", "1"]])
+def test_cli_compile_option_is_one_line_and_writes_nothing(tmp_path, cmd, args, line):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    r = CliRunner().invoke(app, [*cmd, *args, "--out", str(tmp_path / "new")])
+    assert r.exit_code == 2 and r.output.strip().splitlines() == [line]
+    assert not (tmp_path / "new").exists()
