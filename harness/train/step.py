@@ -190,6 +190,13 @@ class CompiledUpdate:
         named = {**dict(model.named_parameters()), **dict(model.named_buffers())}
         keys = [k for k in step.ema._floats if k in named]  # the state_dict's float entries
         self._ema_shadow, self._ema_src = [step.ema.shadow[k] for k in keys], [named[k] for k in keys]
+        # State the graph updates in place, and its scalar inputs: fixed addresses, so that CUDA graph
+        # trees replay on them instead of copying them in (and out) at every step.
+        from torch._dynamo import mark_static_address
+
+        for t in [*self._ema_shadow, self.lr, self.decay,
+                  *(v for p in self.params for v in opt.state[p].values() if torch.is_tensor(v))]:
+            mark_static_address(t)
         step.diffusion._table(device, torch.float32)  # made now: the graph reads it, never fills it
         self._fn = compile_fn(self._update, mode, backend)
 
@@ -216,6 +223,8 @@ class CompiledUpdate:
                  beta1=group["betas"][0], beta2=group["betas"][1], lr=lr, weight_decay=group["weight_decay"],
                  eps=group["eps"], maximize=False)
             torch._foreach_lerp_(self._ema_shadow, [v.detach() for v in self._ema_src], 1.0 - decay)
+        for p in params:  # no gradient outlives the graph (under CUDA graphs it would be overwritten memory)
+            p.grad = None
         return loss.detach()
 
     def graph_breaks(self, x2d, y3d, m, eps, t) -> tuple[int, list[str]]:
@@ -225,7 +234,7 @@ class CompiledUpdate:
         return graph_breaks(self._update, x2d, y3d, m, eps, t, self.lr, self.decay)
 
     def __call__(self, x2d, y3d, m, eps, t) -> torch.Tensor:
-        import torch._dynamo
+        from torch._dynamo import config as dynamo_config
 
         lr = float(self.step.opt.param_groups[0]["lr"])
         if lr != self._lr_host:  # the schedule moved it: one fill, no sync
@@ -236,7 +245,7 @@ class CompiledUpdate:
         if self.mode == "graphs":
             torch.compiler.cudagraph_mark_step_begin()
         self.step.opt._opt_called = True  # what Optimizer.step's hook marks (the LR schedule checks it)
-        with torch._dynamo.config.patch(trace_autograd_ops=True):
+        with dynamo_config.patch(trace_autograd_ops=True):
             return self._fn(x2d, y3d, m, eps, t, self.lr, self.decay)
 
 
