@@ -554,8 +554,9 @@ def count_ops(fn: Callable[[], Any], device: torch.device) -> dict[str, int]:
     """What one call of ``fn`` issues, from ``torch.profiler``: ``aten_ops`` the aten operators called
     outside any other aten operator, less views and allocations (each, in eager mode on a GPU, about one
     kernel launch), ``aten_ops_all`` every aten operator event, ``custom_ops`` the ``harness::`` fused
-    kernels, ``compiled_kernels`` the compiler's own (``cpp_fused_*``, ``triton_*``) and, on CUDA,
-    ``cuda_kernels`` the kernels the device ran."""
+    kernels, ``compiled_kernels`` the compiler's own that the profiler shows (``cpp_fused_*``,
+    ``triton_*``: inductor's CPU kernels are not shown by default) and, on CUDA, ``cuda_kernels`` the
+    kernels the device ran."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
