@@ -103,13 +103,34 @@ def _cores() -> int:
 
 def auto_jobs(device: str, runs: int) -> int:
     """Parallel worker processes for ``--jobs 0``: one per core on the CPU (at most 4, and no more
-    than there are runs), one on a GPU. Small models use two single-threaded processes better than
-    one two-threaded process (on this project's 2-core machine the quick grid runs ~1.5x faster)."""
+    than there are runs); on CUDA one per GPU this process sees (no more than there are runs; one for a
+    named ``cuda:N``). Small models use two single-threaded processes better than one two-threaded
+    process (on this project's 2-core machine the quick grid runs ~1.5x faster)."""
     from harness.device import select_device
 
-    if select_device(device).type != "cpu":
+    dev = select_device(device)
+    if dev.type == "cuda":
+        import torch
+
+        return 1 if dev.index is not None else max(1, min(torch.cuda.device_count(), runs))
+    if dev.type != "cpu":
         return 1
     return max(1, min(_cores(), 4, runs))
+
+
+def gpu_assignment(jobs: int) -> list[str]:
+    """``CUDA_VISIBLE_DEVICES`` of each of ``jobs`` GPU workers: worker k gets the k-th GPU this process
+    sees (the k-th entry of its own ``CUDA_VISIBLE_DEVICES`` when that is set), round robin when there
+    are more workers than GPUs."""
+    import os
+
+    import torch
+
+    seen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [x.strip() for x in seen.split(",") if x.strip()] if seen else []
+    if not ids:
+        ids = [str(i) for i in range(max(1, torch.cuda.device_count()))]
+    return [ids[k % len(ids)] for k in range(jobs)]
 
 
 def _last_line(path: Path) -> str:
@@ -139,9 +160,11 @@ def _die_with_parent() -> None:
 
 def run_parallel(argv: list[str], jobs: int, cfgs: list[Config], out: Path,
                  on_tick: Callable[[int, list[str]], None] | None = None,
-                 poll_s: float = 1.0) -> list[tuple[int, int, str]]:
+                 poll_s: float = 1.0, gpus: list[str] | None = None) -> list[tuple[int, int, str]]:
     """Run ``harness ablate ARGV --shard k/jobs`` for k < jobs as worker processes, each with
-    ``OMP_NUM_THREADS`` = cores // jobs (unless set), logging to ``OUT/logs/ablate-shard-k-of-jobs.log``.
+    ``OMP_NUM_THREADS`` = cores // jobs (unless set) and, with ``gpus`` (:func:`gpu_assignment`),
+    ``CUDA_VISIBLE_DEVICES=gpus[k]`` (worker k pinned to its own GPU, which it sees as ``cuda:0``),
+    logging to ``OUT/logs/ablate-shard-k-of-jobs.log``.
     ``on_tick(done, last_lines)`` is called every ``poll_s`` with the number of ``cfgs`` done and each
     worker's latest log line. Returns ``(shard, exit code, last log
     line)`` for every worker that failed; interrupting (Ctrl-C) stops the workers, whose finished runs
@@ -163,7 +186,8 @@ def run_parallel(argv: list[str], jobs: int, cfgs: list[Config], out: Path,
             log = open(logs / f"ablate-shard-{k}-of-{jobs}.log", "w")
             cmd = [sys.executable, "-m", "harness", "ablate", *argv, "--shard", f"{k}/{jobs}", "--jobs", "1",
                    "--no-tables"]
-            procs.append((k, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+            wenv = env if gpus is None else {**env, "CUDA_VISIBLE_DEVICES": gpus[k]}
+            procs.append((k, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=wenv,
                                               preexec_fn=_die_with_parent), log))
         def tick() -> None:
             if on_tick:

@@ -34,6 +34,7 @@ is redone (up to ``3 * reps`` tries), and the result says how many were discarde
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import statistics
 import threading
@@ -46,7 +47,8 @@ import torch
 
 from harness.errors import ConfigError
 
-__all__ = ["IMPLEMENTATIONS", "PRECISIONS", "format_table", "print_table", "run_bench"]
+__all__ = ["IMPLEMENTATIONS", "PRECISIONS", "SUITE_MODES", "count_ops", "format_table", "print_suite", "print_table",
+           "run_bench", "run_gpu_suite"]
 
 PRECISIONS = ("fp32", "bf16")
 IMPLEMENTATIONS = ("fast", "reference", "compiled")
@@ -239,15 +241,19 @@ def _build(variant: str, cfg, impl: str, state: dict | None):
     return model, lifter
 
 
-def _train_step_fn(cfg, model, data, device, gen):
+def _train_step_fn(cfg, model, data, device, gen, backend=None, holder=None):
     """One optimiser step on a random batch: :class:`harness.train.step.DenoiserStep`, the step
-    :func:`harness.train.loop.train_denoiser` runs, with the released Gaussian noise."""
+    :func:`harness.train.loop.train_denoiser` runs, with the released Gaussian noise (compiled as
+    ``cfg.compile`` says, with torch.compile's ``backend``); ``holder`` (a list) receives the step."""
     from harness.noise import GaussianNoise
     from harness.train.step import DenoiserStep
 
     pose_2d, pose_3d = data
     n, b = pose_2d.shape[0], cfg.batch_size
-    step_fn = DenoiserStep.build(cfg, model, GaussianNoise(num_joints=pose_2d.shape[1]), pose_2d.shape[1], device)
+    step_fn = DenoiserStep.build(cfg, model, GaussianNoise(num_joints=pose_2d.shape[1]), pose_2d.shape[1], device,
+                                 backend=backend)
+    if holder is not None:
+        holder.append(step_fn)
     state = {"perm": torch.randperm(n, generator=gen, device=device), "i": 0}
 
     def step():
@@ -266,14 +272,14 @@ def _synthetic_poses(num: int, device: torch.device, gen: torch.Generator):
     return pose_2d, pose_3d
 
 
-def _pipeline_fn(cfg, model, lifter, x2d, device, precision, hyp, gen):
+def _pipeline_fn(cfg, model, lifter, x2d, device, precision, hyp, gen, backend=None):
     from harness.diffusion.sampler import Sampler
     from harness.lifter import lifter_predict
     from harness.noise import GaussianNoise
     from harness.train.augment import Flip
 
     flip = Flip(17, device=device)
-    sampler = Sampler(cfg.replace(precision=precision), model, flip, device)
+    sampler = Sampler(cfg.replace(precision=precision), model, flip, device, backend=backend)
     noise = GaussianNoise(num_joints=17)
     batch = x2d.shape[0]
 
@@ -497,3 +503,544 @@ def print_table(result: dict[str, Any], file=None) -> None:
         print("  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))), file=file)
         if i == 0:
             print("  ".join("-" * w for w in widths), file=file)
+
+
+# --- the GPU suite (harness bench --suite gpu) ----------------------------------------------------
+#
+# One device check, within a wall-time budget (8 minutes on a GPU): equivalence of the outputs (CPU
+# vs the device, eager vs compiled), training samples/s of full and baseline at two batch sizes in four
+# modes, denoiser and end-to-end poses/s, peak memory, aten ops per step (torch.profiler), and the
+# projected time of the ``paper`` profile on this device. Every item records its own error instead
+# of stopping the suite, and an item that would not fit in the budget left is recorded as skipped.
+
+SUITE_MODES: dict[str, tuple[str, str]] = {   # name: (precision, compile)
+    "eager_fp32": ("fp32", "off"),
+    "eager_bf16": ("bf16", "off"),
+    "compiled_bf16": ("bf16", "default"),
+    "graphs_bf16": ("bf16", "graphs"),
+}
+# The paper profile's data (README, "Housekeeping figures": this project's H36M copy).
+H36M_TRAIN_SAMPLES = 1_464_400
+H36M_TEST_SAMPLES = 519_852
+SUITE_SIZES = {
+    "cuda": dict(hid_dim=96, num_layers=5, n_head=4, batches=(1024, 4096), eval_batch=4096, reps=5, warmup=3,
+                 equiv=dict(hid_dim=32, num_layers=2, n_head=4, batch=256)),
+    "cpu": dict(hid_dim=16, num_layers=1, n_head=2, batches=(16,), eval_batch=32, reps=2, warmup=1,
+                equiv=dict(hid_dim=16, num_layers=1, n_head=2, batch=16)),
+}
+# Tolerances of the equivalence check (float32, three Adam steps, dropout off).
+EQUIV_TOL = {"loss_rel": 1e-4, "weights_abs": 1e-5, "output_rel": 1e-4}
+_VIEW_OPS = frozenset({
+    "aten::view", "aten::as_strided", "aten::reshape", "aten::transpose", "aten::permute", "aten::expand",
+    "aten::slice", "aten::select", "aten::t", "aten::unsqueeze", "aten::squeeze", "aten::detach", "aten::alias",
+    "aten::_unsafe_view", "aten::unflatten", "aten::split", "aten::chunk", "aten::unbind", "aten::narrow",
+    "aten::lift_fresh", "aten::_reshape_alias", "aten::view_as", "aten::expand_as", "aten::flatten",
+    "aten::contiguous", "aten::empty", "aten::empty_like", "aten::empty_strided", "aten::resolve_conj",
+    "aten::resolve_neg", "aten::result_type", "aten::to", "aten::detach_", "aten::set_"})
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "unknown"
+
+
+def count_ops(fn: Callable[[], Any], device: torch.device) -> dict[str, int]:
+    """What one call of ``fn`` issues, from ``torch.profiler``: ``aten_ops`` the aten operators called
+    outside any other aten operator, less views and allocations (each, in eager mode on a GPU, about one
+    kernel launch), ``aten_ops_all`` every aten operator event, ``custom_ops`` the ``harness::`` fused
+    kernels, ``compiled_kernels`` the compiler's own that the profiler shows (``cpp_fused_*``,
+    ``triton_*``: inductor's CPU kernels are not shown by default) and, on CUDA, ``cuda_kernels`` the
+    kernels the device ran."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    _sync(device)
+    with profile(activities=acts) as prof:
+        fn()
+        _sync(device)
+    events = list(prof.events())
+
+    def nested(e) -> bool:
+        p = e.cpu_parent
+        while p is not None:
+            if p.name.startswith("aten::"):
+                return True
+            p = p.cpu_parent
+        return False
+
+    cpu = [e for e in events if e.device_type != DeviceType.CUDA]
+    aten = [e for e in cpu if e.name.startswith("aten::")]
+    top = [e for e in aten if not nested(e) and e.name not in _VIEW_OPS]
+    out = {"aten_ops": len(top), "aten_ops_all": len(aten),
+           "custom_ops": sum(e.name.startswith("harness::") for e in cpu),
+           "compiled_kernels": sum(e.name.startswith(("cpp_fused", "triton_")) for e in cpu)}
+    if device.type == "cuda":
+        out["cuda_kernels"] = sum(e.device_type == DeviceType.CUDA for e in events)
+    return out
+
+
+def no_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Every dropout of ``model`` off (the released blocks hard-code p = 0.1 in places, whatever
+    ``dropout`` says): masks drawn on two devices, or by the CPU's fused kernels and by the compiler's
+    RNG, are different masks."""
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+    return model
+
+
+def _zero_grad_names(model) -> set[str]:
+    """Parameters whose gradient is zero in exact arithmetic: the attention key projections' biases
+    (a softmax is invariant to them), whose float gradient is rounding noise that Adam scales to +-lr."""
+    return {k for k in model.state_dict() if ".linears.1.bias" in k}
+
+
+def _equivalence(variant: str, dev: torch.device, sizes: dict, backend: str, seed: int,
+                 compiled: bool = True) -> dict[str, Any]:
+    """CPU eager float32 (the reference) against the device in eager and (``compiled``) compiled and
+    CUDA-graph modes, float32, dropout off, on the same weights and the same draws (made on the CPU):
+    three training updates (losses, weights, EMA) and the denoiser pass and a sampler call after them."""
+    from harness.config import Config
+    from harness.diffusion.sampler import Sampler
+    from harness.noise import GaussianNoise
+    from harness.train.augment import Flip
+    from harness.train.step import DenoiserStep
+
+    e = sizes["equiv"]
+    b = e["batch"]
+    cfg = Config(hid_dim=e["hid_dim"], num_layers=e["num_layers"], n_head=e["n_head"], dropout=0.0, batch_size=b,
+                 eval_batch_size=b, seed=seed, device="cpu")
+    cpu = torch.device("cpu")
+    model0, _ = _build(variant, cfg, "fast", None)
+    no_dropout(model0)
+    weights = {k: v.clone() for k, v in model0.state_dict().items()}
+    gen = torch.Generator().manual_seed(seed + 7)
+    noise = GaussianNoise()
+    x2d, y3d = _synthetic_poses(b, cpu, gen)
+    draws = []
+    probe = DenoiserStep.build(cfg, model0, noise, 17, cpu)
+    for _ in range(3):
+        draws.append(probe.draw(x2d, gen))
+    x_in = torch.cat([x2d, y3d], -1)
+    t_in = torch.full((b,), 6, dtype=torch.long)
+    skip = _zero_grad_names(model0)
+
+    def run(device: torch.device, mode: str) -> dict[str, Any]:
+        c = cfg.replace(device=device.type, compile=mode)
+        model, _ = _build(variant, c, "fast", None)
+        model.load_state_dict(weights)
+        model = no_dropout(model).to(device).train()
+        step = DenoiserStep.build(c, model, noise, 17, device, backend=backend)
+        mv = lambda v: None if v is None else v.to(device)  # noqa: E731
+        res: dict[str, Any] = {}
+        losses = []
+        for i, (a, m, ep, t) in enumerate(draws):
+            args = (mv(a), mv(y3d), mv(m), mv(ep), mv(t))
+            if step.compiled is not None and i == 0:
+                t0 = time.perf_counter()
+                try:
+                    losses.append(float(step.compiled(*args)))
+                except Exception as err:  # noqa: BLE001 - recorded, with dynamo's count of the breaks
+                    res["error"] = _first_line(err)
+                    try:
+                        res["graph_breaks"] = {"train_step": step.compiled.graph_breaks(*args)[0]}
+                    except Exception:  # noqa: BLE001
+                        pass
+                    return res
+                res["compile_seconds_train"] = round(time.perf_counter() - t0, 2)
+                res["graph_breaks"] = {"train_step": 0}   # fullgraph=True: a break is an error
+            else:
+                losses.append(float(step.compiled(*args) if step.compiled is not None else step.update(*args)))
+        res["losses"] = losses
+        res["weights"] = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+        res["ema"] = {k: v.float().cpu() for k, v in step.ema.state_dict().items()}
+        model.eval()
+        with torch.no_grad():
+            res["denoiser"] = model(x_in.to(device), t_in.to(device), x2d.to(device)).float().cpu()
+        sampler = Sampler(c, model, Flip(17, device=device), device, backend=backend)
+        if sampler.compiled:
+            t0 = time.perf_counter()
+            try:
+                res["sampler"] = sampler(x2d.to(device), y3d.to(device)).cpu()
+            except Exception as err:  # noqa: BLE001
+                res["error"] = _first_line(err)
+                try:
+                    res.setdefault("graph_breaks", {})["sampler"] = sampler.graph_breaks(x2d.to(device), y3d.to(device))[0]
+                except Exception:  # noqa: BLE001
+                    pass
+                return res
+            res["compile_seconds_sampler"] = round(time.perf_counter() - t0, 2)
+            res.setdefault("graph_breaks", {})["sampler"] = 0
+        else:
+            res["sampler"] = sampler(x2d.to(device), y3d.to(device)).cpu()
+        return res
+
+    ref = run(cpu, "off")
+    out: dict[str, Any] = {"sizes": dict(e), "precision": "fp32", "dropout": "off (every nn.Dropout p = 0)",
+                           "steps": len(draws),
+                           "tolerance": dict(EQUIV_TOL), "reference": "cpu eager fp32",
+                           "reference_losses": ref["losses"], "excluded_weights": sorted(skip), "against": {}}
+    targets = [(dev, "off")] + ([(dev, "default")] if compiled else []) + (
+        [(dev, "graphs")] if compiled and dev.type == "cuda" else [])
+    if dev.type == "cpu":   # the CPU eager reference is the device's eager run
+        targets = [(dev, "default")] if compiled else []
+    for d, mode in targets:
+        name = f"{d.type}_{'eager' if mode == 'off' else mode}"
+        try:
+            r = run(d, mode)
+        except Exception as err:  # noqa: BLE001
+            out["against"][name] = {"error": _first_line(err)}
+            continue
+        if "error" in r:
+            out["against"][name] = {k: r[k] for k in ("error", "graph_breaks") if k in r}
+            continue
+        loss_rel = max(abs(a - b) / max(abs(b), 1e-12) for a, b in zip(r["losses"], ref["losses"]))
+        w = max(float((r["weights"][k] - ref["weights"][k]).abs().max()) for k in ref["weights"] if k not in skip)
+        ema = max(float((r["ema"][k] - ref["ema"][k]).abs().max()) for k in ref["ema"] if k not in skip)
+        den = float((r["denoiser"] - ref["denoiser"]).abs().max()) / max(1.0, float(ref["denoiser"].abs().max()))
+        smp = float((r["sampler"] - ref["sampler"]).abs().max()) / max(1.0, float(ref["sampler"].abs().max()))
+        entry = {"losses": r["losses"], "loss_max_rel_diff": loss_rel, "weights_max_abs_diff": w,
+                 "ema_max_abs_diff": ema, "denoiser_max_rel_diff": den, "sampler_max_rel_diff": smp}
+        for k in ("graph_breaks", "compile_seconds_train", "compile_seconds_sampler"):
+            if k in r:
+                entry[k] = r[k]
+        entry["pass"] = bool(loss_rel <= EQUIV_TOL["loss_rel"] and w <= EQUIV_TOL["weights_abs"]
+                             and ema <= EQUIV_TOL["weights_abs"] and den <= EQUIV_TOL["output_rel"]
+                             and smp <= EQUIV_TOL["output_rel"])
+        out["against"][name] = entry
+    return out
+
+
+def _suite_train(variant: str, mode: str, batch: int, dev: torch.device, sizes: dict, backend: str,
+                 seed: int, reps: int, warmup: int, count: bool) -> dict[str, Any]:
+    """Training samples/s of one variant x mode x batch (with its compile time, peak memory and, with
+    ``count``, :func:`count_ops` of one step)."""
+    from harness.config import Config
+
+    precision, compile_mode = SUITE_MODES[mode]
+    cfg = Config(hid_dim=sizes["hid_dim"], num_layers=sizes["num_layers"], n_head=sizes["n_head"],
+                 batch_size=batch, eval_batch_size=batch, precision=precision, compile=compile_mode, seed=seed,
+                 device=dev.type)
+    model, _ = _build(variant, cfg, "fast", None)
+    model = model.to(dev).train()
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    data = _synthetic_poses(max(4 * batch, 4096), dev, gen)
+    holder: list = []
+    step = _train_step_fn(cfg, model, data, dev, gen, backend=backend, holder=holder)
+    res: dict[str, Any] = {"precision": precision, "compile": compile_mode, "batch": batch}
+    if compile_mode != "off":
+        t0 = time.perf_counter()
+        try:
+            step()
+            _sync(dev)
+        except Exception as err:  # noqa: BLE001
+            res["error"] = _first_line(err)
+            try:  # dynamo's count of the breaks, on a fresh batch
+                s = holder[0]
+                x2d, m, eps, t = s.draw(data[0][:batch], gen)
+                res["graph_breaks"] = s.compiled.graph_breaks(x2d, data[1][:batch], m, eps, t)[0]
+            except Exception:  # noqa: BLE001
+                pass
+            return res
+        res["compile_seconds"] = round(time.perf_counter() - t0, 2)
+        res["graph_breaks"] = 0   # fullgraph=True: a break is an error
+    r = _timed(step, dev, reps, warmup, math.inf)
+    with _PeakMemory(dev) as mem:
+        step()
+    res.update({"seconds": r["seconds"], "seconds_all": r["seconds_all"], "samples_per_s": batch / r["seconds"],
+                "peak_memory_mib": mem.peak / 2 ** 20, "peak_memory_source": mem.source})
+    if count:
+        res["ops_per_step"] = count_ops(step, dev)
+    return res
+
+
+def _suite_infer(variant: str, mode: str, batch: int, dev: torch.device, sizes: dict, backend: str,
+                 seed: int, reps: int, warmup: int, base: dict | None) -> dict[str, Any]:
+    """Denoiser pass and end-to-end (lifter with flip + 2 DDIM steps with flip) poses/s of one variant x
+    mode at the evaluation batch; the outputs' difference from ``base`` (eager fp32 on the device)."""
+    from harness.config import Config
+    from harness.device import autocast, compile_fn
+
+    precision, compile_mode = SUITE_MODES[mode]
+    cfg = Config(hid_dim=sizes["hid_dim"], num_layers=sizes["num_layers"], n_head=sizes["n_head"],
+                 batch_size=batch, eval_batch_size=batch, precision=precision, compile=compile_mode, seed=seed,
+                 device=dev.type)
+    model, lifter = _build(variant, cfg, "fast", None)
+    model, lifter = model.to(dev).eval(), lifter.to(dev).eval()
+    gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    x2d, y3d = _synthetic_poses(batch, dev, gen)
+    x_in = torch.cat([x2d, y3d], -1)
+    t_in = torch.full((batch,), 6, dtype=torch.long, device=dev)
+
+    def fwd_eager(x, t, p):
+        with torch.no_grad(), autocast(dev, precision):
+            return model(x, t, p).float()
+
+    fwd = fwd_eager if compile_mode == "off" else compile_fn(fwd_eager, compile_mode, backend)
+    res: dict[str, Any] = {"precision": precision, "compile": compile_mode, "batch": batch}
+    t0 = time.perf_counter()
+    if compile_mode == "graphs":
+        torch.compiler.cudagraph_mark_step_begin()
+    out = fwd(x_in, t_in, x2d).clone()
+    pipe = _pipeline_fn(cfg, model, lifter, x2d, dev, precision, 1, gen, backend=backend)
+    pose = pipe().clone()
+    _sync(dev)
+    if compile_mode != "off":
+        res["compile_seconds"] = round(time.perf_counter() - t0, 2)
+        res["graph_breaks"] = {"denoiser": 0, "sampler": 0}   # fullgraph=True: a break is an error
+
+    def fwd_timed():
+        if compile_mode == "graphs":
+            torch.compiler.cudagraph_mark_step_begin()
+        return fwd(x_in, t_in, x2d)
+
+    r = _timed(fwd_timed, dev, reps, warmup, math.inf)
+    res["denoiser_pass"] = {"seconds": r["seconds"], "poses_per_s": batch / r["seconds"]}
+    r = _timed(pipe, dev, reps, warmup, math.inf)
+    res["end_to_end"] = {"seconds": r["seconds"], "poses_per_s": batch / r["seconds"], "denoiser_passes_per_pose": 4}
+    with _PeakMemory(dev) as mem:
+        pipe()
+    res["end_to_end"]["peak_memory_mib"] = mem.peak / 2 ** 20
+    if base is not None:
+        res["denoiser_max_abs_diff_vs_eager_fp32"] = float((out.float() - base["out"]).abs().max())
+        res["end_to_end_mean_joint_dist_vs_eager_fp32"] = float(
+            torch.linalg.vector_norm(pose.float() - base["pose"], dim=-1).mean())
+    else:
+        res["_out"], res["_pose"] = out.float(), pose.float()
+    return res
+
+
+def _suite_lifter(dev: torch.device, sizes: dict, seed: int, reps: int, warmup: int, batch: int = 256
+                  ) -> dict[str, Any]:
+    """Eager float32 lifter training samples/s at the ``paper`` profile's batch (the lifter stage is
+    not compiled), at the suite's model size."""
+    from harness.config import Config
+    from harness.train.augment import Flip
+    from harness.train.step import lifter_step
+
+    cfg = Config(seed=seed, device=dev.type, lifter_hid_dim=sizes["hid_dim"], lifter_layers=sizes["num_layers"],
+                 lifter_heads=sizes["n_head"])
+    _, lifter = _build("baseline", cfg, "fast", None)
+    lifter = lifter.to(dev).train()
+    opt = torch.optim.Adam(lifter.parameters(), lr=cfg.lifter_lr)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    x, y = _synthetic_poses(batch, dev, gen)
+    flip = Flip(17, device=dev)
+    r = _timed(lambda: lifter_step(cfg, lifter, opt, flip, x, y, gen, dev), dev, reps, warmup, math.inf)
+    return {"batch": batch, "precision": "fp32", "compile": "off", "hid_dim": sizes["hid_dim"],
+            "num_layers": sizes["num_layers"], "samples_per_s": batch / r["seconds"]}
+
+
+def _projection(entry: dict[str, Any], lifter: dict | None, paper_batch: int) -> dict[str, Any]:
+    """Hours of the ``paper`` profile (800 denoiser epochs, 50 lifter epochs, every test pose once) per
+    mode, from the training samples/s at ``paper_batch`` and the end-to-end poses/s."""
+    from harness.config import resolve_config
+
+    paper = resolve_config("paper", {})
+    out: dict[str, Any] = {"epochs": paper.epochs, "lifter_epochs": paper.lifter_epochs,
+                           "train_samples": H36M_TRAIN_SAMPLES, "test_samples": H36M_TEST_SAMPLES,
+                           "batch": paper_batch, "modes": {}}
+    lifter_s = None
+    if lifter and lifter.get("samples_per_s"):
+        lifter_s = paper.lifter_epochs * H36M_TRAIN_SAMPLES / lifter["samples_per_s"]
+        out["lifter_hours"] = lifter_s / 3600
+    for mode in SUITE_MODES:
+        tr = entry.get("train", {}).get(f"{mode}_b{paper_batch}", {})
+        inf = entry.get("infer", {}).get(mode, {})
+        if not tr.get("samples_per_s"):
+            continue
+        den = paper.epochs * H36M_TRAIN_SAMPLES / tr["samples_per_s"]
+        ev = H36M_TEST_SAMPLES / inf["end_to_end"]["poses_per_s"] if inf.get("end_to_end") else None
+        total = den + (ev or 0.0) + (lifter_s or 0.0)
+        out["modes"][mode] = {"denoiser_hours": den / 3600, "eval_hours": None if ev is None else ev / 3600,
+                              "total_hours": total / 3600}
+    if out["modes"]:
+        best = min(out["modes"], key=lambda m: out["modes"][m]["total_hours"])
+        out["best_mode"], out["best_total_hours"] = best, out["modes"][best]["total_hours"]
+    return out
+
+
+def run_gpu_suite(device: str = "auto", out_dir: str | Path | None = Path("results/bench"), *,
+                  variants: Sequence[str] = ("full", "baseline"), modes: Sequence[str] | None = None,
+                  batches: Sequence[int] | None = None, budget_s: float = 450.0,
+                  compile_backend: str | None = None, seed: int = 0, tag: str | None = None,
+                  progress: Callable[[str], None] | None = None, **size_overrides: Any) -> dict[str, Any]:
+    """``harness bench --suite gpu``: see the section comment above. Sizes: the released model (hid 96,
+    5 layers, 4 heads) at batches 1024 and 4096 on CUDA; tiny ones on the CPU (hid 16, 1 layer, batches
+    16: a check that the suite works, not figures). ``compile_backend`` defaults to inductor on
+    CUDA and ``aot_eager`` on the CPU (dynamo and AOT autograd trace the step, backward included, without
+    inductor's minute of C++ compilation; on the CPU CUDA graphs do not apply). Writes
+    ``out_dir/gpu-<device name>.json`` (``gpu-cpu-<cpu model>.json`` on the CPU) unless ``tag`` names it."""
+    from harness.device import machine_info, select_device
+    from harness.models.fast.ops import tune_cpu_allocator
+    from harness.safeio import write_json
+    from harness.variants import VARIANTS
+
+    t_start = time.perf_counter()
+    say = progress or (lambda s: None)
+    dev = select_device(device)
+    sizes = {**SUITE_SIZES["cuda" if dev.type == "cuda" else "cpu"]}
+    bad = [k for k in size_overrides if k not in sizes]
+    if bad:
+        raise ConfigError(f"bench suite: unknown size {bad[0]!r}")
+    sizes.update(size_overrides)
+    modes = list(modes or SUITE_MODES)
+    unknown = [m for m in modes if m not in SUITE_MODES]
+    if unknown:
+        raise ConfigError(f"bench suite: unknown mode {unknown[0]!r}; valid: {', '.join(SUITE_MODES)}")
+    variants = list(variants)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"--variant {unknown[0]!r}: unknown; valid: {', '.join(sorted(VARIANTS))}")
+    batches = [int(b) for b in (batches or sizes["batches"])]
+    if any(b < 2 for b in batches):
+        raise ConfigError("bench suite: batches must be >= 2")
+    backend = compile_backend or ("inductor" if dev.type == "cuda" else "aot_eager")
+    if dev.type == "cpu":
+        tune_cpu_allocator()
+    reps, warmup = int(sizes["reps"]), int(sizes["warmup"])
+    machine = {**machine_info(dev), **_cpu_info()}
+    if dev.type == "cuda":
+        props = torch.cuda.get_device_properties(dev)
+        machine.update({"gpu_memory_gib": round(props.total_memory / 2 ** 30, 1),
+                        "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda,
+                        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32)})
+    name = tag or ("gpu-" + _slug(machine.get("gpu", "")) if dev.type == "cuda"
+                   else "gpu-cpu-" + _slug(machine.get("cpu") or machine.get("processor") or "cpu"))
+    result: dict[str, Any] = {
+        "kind": "bench_suite", "suite": "gpu", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": str(dev), "machine": machine, "compile_backend": backend, "budget_s": budget_s,
+        "sizes": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sizes.items()}, "batches": batches,
+        "modes": {m: {"precision": SUITE_MODES[m][0], "compile": SUITE_MODES[m][1]} for m in modes},
+        "cuda_default": "eager: --compile stays off by default until a GPU run of this suite has measured the "
+                        "compiled modes and passed the equivalence check",
+        "variants": {}, "skipped": [],
+    }
+
+    def left() -> float:
+        return budget_s - (time.perf_counter() - t_start)
+
+    spent: dict[str, list[float]] = {}
+
+    def item(kind: str, label: str, fn: Callable[[], dict[str, Any]], estimate: float) -> dict[str, Any] | None:
+        """Run one item unless the budget left is below ``estimate`` (or what this kind took before)."""
+        guess = max(spent.get(kind, [estimate])) if kind in spent else estimate
+        if left() < guess:
+            result["skipped"].append(f"{label}: time budget ({left():.0f} s left, ~{guess:.0f} s needed)")
+            say(f"skip {label} (time budget)")
+            return None
+        say(label)
+        t0 = time.perf_counter()
+        try:
+            r = fn()
+        except Exception as err:  # noqa: BLE001 - one item's failure is recorded, the suite goes on
+            r = {"error": _first_line(err)}
+        spent.setdefault(kind, []).append(time.perf_counter() - t0)
+        r["item_seconds"] = round(time.perf_counter() - t0, 1)
+        return r
+
+    compiled_estimate = 5.0 if dev.type == "cpu" else 60.0
+    # Order = priority under the budget: equivalence (compiled modes for the first variant, the others
+    # eager only), the first batch's training for every variant, inference, then the other batches.
+    for vi, variant in enumerate(variants):
+        entry = result["variants"].setdefault(variant, {"train": {}, "infer": {}})
+        compiled = vi == 0
+        if dev.type == "cpu" and not compiled:   # no device to hold against the CPU
+            continue
+        r = item("equivalence" if compiled else "equivalence_eager",
+                 f"{variant}: equivalence (CPU vs {dev.type}{', eager vs compiled' if compiled else ''})",
+                 lambda: _equivalence(variant, dev, sizes, backend, seed, compiled=compiled),
+                 (3 if compiled else 0) * compiled_estimate + 5.0)
+        if r is not None:
+            entry["equivalence"] = r
+    lifter = item("lifter", "lifter: eager fp32 training", lambda: _suite_lifter(dev, sizes, seed, reps, warmup), 10.0)
+    result["lifter_train"] = lifter
+
+    def train_items(batch: int, count: bool) -> None:
+        for variant in variants:
+            entry = result["variants"][variant]
+            for mode in modes:
+                if SUITE_MODES[mode][1] == "graphs" and dev.type != "cuda":
+                    entry["train"][f"{mode}_b{batch}"] = {"skipped": "CUDA graphs need a CUDA device"}
+                    continue
+                kind = "train_compiled" if SUITE_MODES[mode][1] != "off" else "train_eager"
+                r = item(kind, f"{variant}: train {mode} batch {batch}",
+                         lambda: _suite_train(variant, mode, batch, dev, sizes, backend, seed, reps, warmup, count),
+                         compiled_estimate if kind == "train_compiled" else 5.0)
+                if r is not None:
+                    entry["train"][f"{mode}_b{batch}"] = r
+
+    train_items(batches[0], True)
+    for variant in variants:  # inference once, at the evaluation batch
+        entry = result["variants"][variant]
+        base = None
+        for mode in modes:
+            if SUITE_MODES[mode][1] == "graphs" and dev.type != "cuda":
+                entry["infer"][mode] = {"skipped": "CUDA graphs need a CUDA device"}
+                continue
+            kind = "infer_compiled" if SUITE_MODES[mode][1] != "off" else "infer_eager"
+            r = item(kind, f"{variant}: inference {mode} batch {sizes['eval_batch']}",
+                     lambda: _suite_infer(variant, mode, int(sizes["eval_batch"]), dev, sizes, backend, seed,
+                                          reps, warmup, base),
+                     compiled_estimate if kind == "infer_compiled" else 5.0)
+            if r is None:
+                continue
+            if "_out" in r:
+                base = {"out": r.pop("_out"), "pose": r.pop("_pose")}
+            entry["infer"][mode] = r
+    for batch in batches[1:]:
+        train_items(batch, False)
+    paper_batch = 1024 if 1024 in batches else batches[0]
+    for variant in variants:
+        result["variants"][variant]["paper_projection"] = _projection(result["variants"][variant], lifter,
+                                                                       paper_batch)
+    result["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{name}.json"
+        write_json(path, result)
+        result["path"] = str(path)
+    return result
+
+
+def print_suite(result: dict[str, Any], file=None) -> None:
+    """A plain-text summary of :func:`run_gpu_suite`'s result."""
+    m = result["machine"]
+    print(f"suite gpu | {result['device']} | {m.get('gpu') or m.get('cpu') or m.get('processor')} | torch "
+          f"{m.get('torch')} | compile backend {result['compile_backend']} | {result['wall_seconds']} s", file=file)
+    for variant, e in result["variants"].items():
+        eq = e.get("equivalence") or {}
+        for name, a in (eq.get("against") or {}).items():
+            if "error" in a:
+                print(f"  {variant} equivalence vs {name}: ERROR {a['error']}", file=file)
+            else:
+                print(f"  {variant} equivalence vs {name}: {'pass' if a['pass'] else 'FAIL'} (loss rel "
+                      f"{a['loss_max_rel_diff']:.1e}, weights {a['weights_max_abs_diff']:.1e}, sampler rel "
+                      f"{a['sampler_max_rel_diff']:.1e}, graph breaks {a.get('graph_breaks', '-')})", file=file)
+        for key, r in e.get("train", {}).items():
+            if "samples_per_s" in r:
+                extra = f", compile {r['compile_seconds']} s" if "compile_seconds" in r else ""
+                ops = f", {r['ops_per_step']['aten_ops']} aten ops/step" if "ops_per_step" in r else ""
+                print(f"  {variant} train {key}: {r['samples_per_s']:,.0f} samples/s, peak "
+                      f"{r['peak_memory_mib']:,.0f} MiB{extra}{ops}", file=file)
+            else:
+                print(f"  {variant} train {key}: {r.get('error') or r.get('skipped')}", file=file)
+        for mode, r in e.get("infer", {}).items():
+            if "end_to_end" in r:
+                print(f"  {variant} infer {mode}: denoiser {r['denoiser_pass']['poses_per_s']:,.0f} poses/s, end to "
+                      f"end {r['end_to_end']['poses_per_s']:,.0f} poses/s", file=file)
+            else:
+                print(f"  {variant} infer {mode}: {r.get('error') or r.get('skipped')}", file=file)
+        p = e.get("paper_projection") or {}
+        if p.get("best_mode"):
+            print(f"  {variant} paper profile: {p['best_total_hours']:.2f} h ({p['best_mode']})", file=file)
+    for s in result.get("skipped", []):
+        print(f"  skipped: {s}", file=file)

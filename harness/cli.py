@@ -391,6 +391,10 @@ _TRAIN_ON_HELP = ("Cross-dataset: train on this benchmark's training set instead
                   "H36M S1 S5 S6 S7 S8, tested on 3DHP; --data-root then holds h36m/ and 3dhp/).")
 
 
+_COMPILE_HELP = ("off (default, also on CUDA until a GPU run has passed the equivalence check), default "
+                 "(torch.compile of the denoiser's training step and sampler) or graphs (+ CUDA graphs; CUDA only).")
+
+
 _RECIPE_HELP = ("How to train and evaluate: harness (this project's defaults), released (the cross-channel code), "
                 "diffpose (DiffPose's code); harness/configs/recipes.yaml. Orthogonal to --profile (the budget).")
 
@@ -430,6 +434,7 @@ def train_cmd(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="Override the profile's epochs."),
     hypotheses: Optional[int] = typer.Option(None, "--hypotheses", min=1, help="Draw H starts (mean and best-of-H)."),
     precision: Optional[Precision] = typer.Option(None, "--precision", help="Default fp32; bf16: autocast."),
+    compile_mode: Optional[str] = typer.Option(None, "--compile", help=_COMPILE_HELP),
     initial_3d: Optional[Path] = typer.Option(None, "--initial-3d",
                                               help="Your own initial 3D poses (npz, the 2D file's layout) instead of the lifter."),
     set_items: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=_SET_HELP),
@@ -444,12 +449,15 @@ def train_cmd(
     check_options(device=device, precision=_value(precision), profile=profile, profiles=profiles,
                   recipe=recipe.value, keypoints=keypoints, variant=variant.value, noise=noise.value, seed=seed,
                   epochs=epochs, hypotheses=hypotheses, data_root=data_root, out=out)
+    from harness.device import check_compile
+
+    check_compile(compile_mode, device)
     sets = parse_sets(set_items, _TRAIN_OWN)
     cfg = resolve_config(profile, {"variant": variant.value, "noise": noise.value, "benchmark": benchmark.value,
                                    "train_on": _value(train_on),
                                    "data_root": str(data_root) if data_root else None, "keypoints": keypoints,
                                    "seed": seed, "device": device, "epochs": epochs, "hypotheses": hypotheses,
-                                   "precision": _value(precision),
+                                   "precision": _value(precision), "compile": compile_mode,
                                    "initial_3d": str(initial_3d) if initial_3d else None,
                                    "profiles_file": str(profiles) if profiles else None},
                          recipe=recipe.value, sets=sets)
@@ -565,8 +573,9 @@ def ablate_cmd(
     shard: Optional[str] = typer.Option(None, "--shard", help="Run the slice i/n of the grid (0 <= i < n)."),
     tables: bool = typer.Option(True, "--tables/--no-tables", help="Write results.csv, tables and plots at the end."),
     jobs: int = typer.Option(0, "--jobs", min=0,
-                             help="Worker processes, each a shard of the grid (0: one per CPU core, at most 4; 1 on a GPU)."),
+                             help="Worker processes, each a shard of the grid (0: one per CPU core, at most 4; one per GPU)."),
     set_items: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=_SET_HELP),
+    compile_mode: Optional[str] = typer.Option(None, "--compile", help=_COMPILE_HELP),
 ) -> None:
     """Run the ablation grid (variants x noises x benchmarks x seeds), resuming where it stopped."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -581,10 +590,13 @@ def ablate_cmd(
                   variants=_csv(variants, "--variants"), noises=_csv(noises, "--noises"),
                   benchmarks=_csv(benchmarks, "--benchmarks"), seeds=seed_list, epochs=epochs,
                   data_root=data_root, out=out)
+    from harness.device import check_compile
+
+    check_compile(compile_mode, device)
     sets = parse_sets(set_items, _ABLATE_OWN)
     overrides = {"data_root": str(data_root) if data_root else None, "keypoints": keypoints, "device": device,
                  "epochs": epochs, "train_on": _value(train_on), "recipe": recipe.value,
-                 "profiles_file": str(profiles) if profiles else None}
+                 "profiles_file": str(profiles) if profiles else None, "compile": compile_mode}
     cfgs = plan(_csv(variants, "--variants"), _csv(noises, "--noises"), _csv(benchmarks, "--benchmarks"),
                 seed_list, profile, overrides, sets=sets)
     sh = Shard.parse(shard)
@@ -610,7 +622,8 @@ def ablate_cmd(
             raise ConfigError("--jobs with --shard: give one of them (--jobs 1 to run a shard in one process)")
         argv = worker_argv(variants=variants, noises=noises, benchmarks=benchmarks, seeds=seeds, profile=profile,
                            profiles=profiles, recipe=recipe.value, device=device, out=out, data_root=data_root,
-                           keypoints=keypoints, epochs=epochs, train_on=_value(train_on), set_items=set_items)
+                           keypoints=keypoints, epochs=epochs, train_on=_value(train_on), set_items=set_items,
+                           compile_mode=compile_mode)
         console.print(f"{len(mine)} runs in {n_jobs} worker processes (logs in {out / 'logs'})", highlight=False)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=console) as prog:
@@ -622,7 +635,11 @@ def ablate_cmd(
                 for task, line in zip(workers, last):
                     prog.update(task, description=escape(line[:100]) or "-")
 
-            failed = run_parallel(argv, n_jobs, mine, out, on_tick=on_tick)
+            from harness.ablate import gpu_assignment
+            from harness.device import select_device
+
+            gpus = gpu_assignment(n_jobs) if select_device(device).type == "cuda" else None
+            failed = run_parallel(argv, n_jobs, mine, out, on_tick=on_tick, gpus=gpus)
             for task in workers:
                 prog.update(task, visible=False)
         done = sum(is_done(c, out) for c in mine)
@@ -682,13 +699,14 @@ def ablate_cmd(
 
 def worker_argv(*, variants: str, noises: str, benchmarks: str, seeds: str, profile: str, profiles: Path | None,
                 recipe: str, device: str, out: Path, data_root: Path | None, keypoints: str | None,
-                epochs: int | None, train_on: str | None, set_items: list[str]) -> list[str]:
+                epochs: int | None, train_on: str | None, set_items: list[str],
+                compile_mode: str | None = None) -> list[str]:
     """The ``harness ablate`` options an ``--jobs`` worker is started with: every option of the parent
     that decides the grid (the worker adds ``--shard k/n --jobs 1 --no-tables``), ``--set`` items as given."""
     argv = ["--variants", variants, "--noises", noises, "--benchmarks", benchmarks, "--seeds", seeds,
             "--profile", profile, "--recipe", recipe, "--device", device, "--out", str(out)]
     for opt, val in (("--profiles", profiles), ("--data-root", data_root), ("--keypoints", keypoints),
-                     ("--epochs", epochs), ("--train-on", train_on)):
+                     ("--epochs", epochs), ("--train-on", train_on), ("--compile", compile_mode)):
         if val is not None:
             argv += [opt, str(val)]
     for item in set_items:
@@ -830,11 +848,26 @@ def bench_cmd(
     compile_mode: Optional[str] = typer.Option(None, "--compile-mode", help="torch.compile mode for --impl compiled."),
     out: Path = typer.Option(Path("results/bench"), "--out", help="Folder for the JSON result."),
     tag: Optional[str] = typer.Option(None, "--tag", help="JSON file name (default: device-precision-impls-batch)."),
+    suite: Optional[str] = typer.Option(None, "--suite",
+                                        help="gpu: the device check (equivalence, 4 modes x 2 batches, poses/s, "
+                                             "paper projection) into OUT/gpu-<device>.json; takes --device, --out, --tag."),
 ) -> None:
     """Training samples/s, denoiser and end-to-end poses/s and peak memory per variant."""
     from harness.bench import IMPLEMENTATIONS, print_table, run_bench
     from harness.guards import check_names, check_options, parse_ints
 
+    if suite is not None:
+        from harness.bench import print_suite, run_gpu_suite
+        from harness.errors import ConfigError
+
+        if suite != "gpu":
+            raise ConfigError(f"--suite {suite!r}: the only suite is gpu")
+        check_options(device=device, out=out)
+        res = run_gpu_suite(device, out_dir=out, tag=tag,
+                            progress=lambda s: err_console.print(f"[dim]{escape(s)}[/]", highlight=False))
+        print_suite(res)
+        console.print(f"wrote {res['path']}", highlight=False)
+        return
     hyps = parse_ints(hypotheses, "--hypotheses")
     check_options(device=device, precision=precision.value, variants=_csv(variants, "--variants"), hypotheses=hyps,
                   out=out)

@@ -89,6 +89,7 @@ class Config:
     checkpoint_every: int = 1        # epochs
     precision: str = "fp32"          # fp32 | bf16
     profiles_file: str | None = None  # --profiles FILE the profile was read from (None: the built-in file)
+    compile: str = "off"             # off | default | graphs: the denoiser's step and sampler compiled (harness.train.step)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,7 +116,7 @@ class Config:
     HASHED_WHEN_SET = ("train_on",)
     # Fields hashed only when they differ from their default, for the same reason (the recipe fields).
     HASHED_UNLESS_DEFAULT = ("recipe", "test_flip", "lifter_test_flip", "eval_weights", "root_mode",
-                             "train_keypoints", "gmm_test_input")
+                             "train_keypoints", "gmm_test_input", "compile")
 
     # Fields that decide the shared first stage (lifter): everything a lifter depends on.
     LIFTER_KEYS = ["benchmark", "train_on", "data_root", "keypoints", "initial_3d", "seed", "train_stride",
@@ -219,6 +220,7 @@ def validate(cfg: Config, source: str = "config") -> Config:
          f"must be {' or '.join((f'{cfg.benchmark} (its own training set)',) + other)} with benchmark {cfg.benchmark}")
     need(cfg.device in DEVICES or cfg.device.startswith("cuda:"), "device", f"must be one of {', '.join(DEVICES)}")
     need(cfg.precision in ("fp32", "bf16"), "precision", "must be fp32 or bf16")
+    need(cfg.compile in ("off", "default", "graphs"), "compile", "must be off, default or graphs")
     need(cfg.eval_weights in EVAL_WEIGHTS, "eval_weights", f"must be one of {', '.join(EVAL_WEIGHTS)}")
     need(cfg.root_mode in ROOT_MODES, "root_mode", f"must be one of {', '.join(ROOT_MODES)}")
     need(cfg.train_keypoints in (None, "gt"), "train_keypoints", "must be empty (the test 2D's kind) or gt")

@@ -50,6 +50,44 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+COMPILE_MODES = ("off", "default", "graphs")
+
+
+def check_compile(mode: str | None, device: str) -> None:
+    """``--compile``: one of :data:`COMPILE_MODES` (None: the profile's), and ``graphs`` needs CUDA (``auto``
+    resolved as :func:`select_device` does); a one-line ConfigError otherwise."""
+    if mode is not None and mode not in COMPILE_MODES:
+        raise ConfigError(f"--compile {mode!r}: must be one of {', '.join(COMPILE_MODES)}")
+    if mode == "graphs" and select_device(device).type != "cuda":
+        raise ConfigError(f"--compile graphs: CUDA graphs need a CUDA device (this run is on {select_device(device)}); "
+                          "use --compile default or off")
+
+
+def compile_fn(fn, mode: str, backend: str | None = None):
+    """``fn`` under ``torch.compile(fullgraph=True, dynamic=False)``: a graph break is an error, one
+    shape per compiled graph. ``mode``: ``default`` (inductor's default) or ``graphs`` (CUDA graphs:
+    ``mode="reduce-overhead"``). ``backend``: torch.compile's (default ``inductor``; ``aot_eager``
+    traces forward and backward without generating code, for tests)."""
+    if mode not in ("default", "graphs"):
+        raise ConfigError(f"compile: must be off, default or graphs, got {mode!r}")
+    kw: dict[str, Any] = {"fullgraph": True, "dynamic": False}
+    if backend not in (None, "inductor"):
+        kw["backend"] = backend
+    elif mode == "graphs":
+        kw["mode"] = "reduce-overhead"
+    return torch.compile(fn, **kw)
+
+
+def graph_breaks(fn, *args, **kwargs) -> tuple[int, list[str]]:
+    """Graph breaks dynamo meets tracing ``fn(*args, **kwargs)`` (``torch._dynamo.explain``: dynamo
+    alone, no code generation; it runs ``fn`` once): their count and the first line of each reason."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(trace_autograd_ops=True):
+        ex = torch._dynamo.explain(fn)(*args, **kwargs)
+    return int(ex.graph_break_count), [str(b.reason).strip().splitlines()[0] for b in ex.break_reasons]
+
+
 @dataclass
 class DeviceData:
     """A split's inputs on the device: 2D (N,J,2), 3D (N,J,3) and, when asked for, DiffPose's

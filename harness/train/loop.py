@@ -36,15 +36,20 @@ ProgressFn = Callable[[dict[str, Any]], None]
 
 
 def _epoch(train: DeviceData, batch_size: int, gen: torch.Generator, device: torch.device,
-           step: Callable[..., torch.Tensor], tick: Callable[[int, torch.Tensor, int], None] | None = None) -> float:
+           step: Callable[..., torch.Tensor], tick: Callable[[int, torch.Tensor, int], None] | None = None,
+           drop_last: bool = False) -> float:
     """One epoch: a permutation drawn from ``gen``, then ``step(2D, 3D)`` (``step(2D, 3D, kernels)``
-    when ``train`` carries GMM 2D kernels) on each batch of it in order (the last one short); returns
-    the mean loss per sample (one host sync, at the end). ``tick(k, loss sum, samples)`` after step
-    ``k`` (:class:`harness.train.records.StepTicker`: it reads the sum only at its logging interval)."""
+    when ``train`` carries GMM 2D kernels) on each batch of it in order (the last one short, or, with
+    ``drop_last`` (a compiled step: one batch shape), dropped, the batch being at most the split);
+    returns the mean loss per sample (one host sync, at the end: the NaN check is once an epoch).
+    ``tick(k, loss sum, samples)`` after step ``k`` (:class:`harness.train.records.StepTicker`: it reads
+    the sum only at its logging interval)."""
     n = len(train)
     perm = torch.randperm(n, generator=gen, device=device)
     total, count = torch.zeros((), device=device), 0
-    for i in range(0, n, batch_size):
+    if drop_last:
+        batch_size = max(1, min(batch_size, n))
+    for i in range(0, n - batch_size + 1 if drop_last else n, batch_size):
         idx = perm[i:i + batch_size]
         extra = () if train.gmm_2d is None else (train.gmm_2d[idx],)
         total += step(train.pose_2d[idx], train.pose_3d[idx], *extra) * idx.shape[0]
@@ -147,7 +152,9 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
         sched.load_state_dict(st["scheduler"])
         set_rng_state(gen, st["rng"])
         start = st["epoch"] + 1
-    spe = steps_per_epoch(len(train), cfg.batch_size)
+    # a compiled step drops the epoch's last partial batch (one batch shape): a step fewer
+    spe = max(1, len(train) // min(cfg.batch_size, len(train))) if step.static else steps_per_epoch(len(train),
+                                                                                                     cfg.batch_size)
     if progress:
         progress({"stage": "denoiser", "kind": "start", "epoch": start, "epochs": cfg.epochs,
                   "steps_per_epoch": spe, "frames": len(train), "batch_size": cfg.batch_size})
@@ -156,7 +163,7 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
         model.train()
         lr = float(step.opt.param_groups[0]["lr"])
         loss_v = _epoch(train, cfg.batch_size, gen, device, lambda x, y, *k: step(x, y, gen, *k),
-                        StepTicker(progress, "denoiser", epoch + 1, cfg.epochs, spe))
+                        StepTicker(progress, "denoiser", epoch + 1, cfg.epochs, spe), drop_last=step.static)
         sched.step()
         if not math.isfinite(loss_v):
             raise HarnessError(f"{run_dir}: training loss became {loss_v} at epoch {epoch + 1}; "
