@@ -158,3 +158,27 @@ def test_set_and_profiles_are_recorded_in_the_run(world, tmp_path):
     assert ident["config"]["lr"] == 0.0002 and "profiles_file" not in ident["config"]
     metrics = json.loads((changed / "metrics.json").read_text())
     assert metrics["config"]["lr"] == 0.0002 and changed.name.endswith(metrics["identity"]["hash"])
+
+
+def test_a_broken_package_yaml_at_import_is_one_line(monkeypatch, capsys):
+    """harness.cli reads the package's YAML files when imported (its choices); an error there comes before
+    the CLI's own handler, and the entry point turns it into one line and the error's exit code."""
+    import sys
+    import types
+
+    import pytest
+
+    from harness import __main__ as entry
+    from harness.errors import ConfigError
+
+    class Broken(types.ModuleType):
+        def __getattr__(self, name):
+            raise ConfigError("harness/configs/variants.yaml: malformed YAML at line 2, column 1")
+
+    monkeypatch.delenv("HARNESS_DEBUG", raising=False)
+    monkeypatch.setitem(sys.modules, "harness.cli", Broken("harness.cli"))
+    with pytest.raises(SystemExit) as exc:
+        entry.main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: harness/configs/variants.yaml: malformed YAML at line 2, column 1\n"
