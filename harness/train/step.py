@@ -115,18 +115,24 @@ class DenoiserStep:
         t = antithetic_timesteps(b, cfg.num_timesteps, generator=gen, device=device)
         return x2d, m, eps, t
 
-    def update(self, x2d: torch.Tensor, y3d: torch.Tensor, m: torch.Tensor | None, eps: torch.Tensor,
-               t: torch.Tensor) -> torch.Tensor:
-        """Steps 1-6 given the draws (eager): flip, ``x_0``, ``q_sample``, forward under the precision's
-        autocast, loss, backward, clip, Adam, EMA; returns the loss (detached)."""
-        model = self.model
+    def loss(self, x2d: torch.Tensor, y3d: torch.Tensor, m: torch.Tensor | None, eps: torch.Tensor,
+             t: torch.Tensor) -> torch.Tensor:
+        """Steps 1-5 given the draws: flip, ``x_0``, ``q_sample``, forward under the precision's autocast,
+        loss (with its graph, for the backward); the eager :meth:`update` and the compiled one share it."""
         if m is not None:                                                          # 1
             x2d, y3d = self.flip.random(x2d, m), self.flip.random(y3d, m)
         x0 = torch.cat([x2d, y3d], dim=-1)                                        # 2
         x_t = self.diffusion.q_sample(x0, t, eps)                                 # 4
         with autocast(self.device, self.cfg.precision):
-            eps_pred = model(x_t, t, x2d).float()
-        loss = noise_prediction_loss(eps_pred, eps)                               # 5
+            eps_pred = self.model(x_t, t, x2d).float()
+        return noise_prediction_loss(eps_pred, eps)                               # 5
+
+    def update(self, x2d: torch.Tensor, y3d: torch.Tensor, m: torch.Tensor | None, eps: torch.Tensor,
+               t: torch.Tensor) -> torch.Tensor:
+        """Steps 1-6 given the draws (eager): :meth:`loss`, then backward, clip, Adam, EMA; returns the
+        loss (detached)."""
+        model = self.model
+        loss = self.loss(x2d, y3d, m, eps, t)
         self.opt.zero_grad(set_to_none=True)                                      # 6
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
@@ -202,14 +208,8 @@ class CompiledUpdate:
 
     def _update(self, x2d, y3d, m, eps, t, lr, decay):
         s = self.step
-        model, params = s.model, self.params
-        if m is not None:                                                          # 1
-            x2d, y3d = s.flip.random(x2d, m), s.flip.random(y3d, m)
-        x0 = torch.cat([x2d, y3d], dim=-1)                                        # 2
-        x_t = s.diffusion.q_sample(x0, t, eps)                                    # 4
-        with autocast(s.device, s.cfg.precision):
-            eps_pred = model(x_t, t, x2d).float()
-        loss = noise_prediction_loss(eps_pred, eps)                               # 5
+        params = self.params
+        loss = s.loss(x2d, y3d, m, eps, t)                                        # 1-5
         for p in params:                                                          # 6
             p.grad = None
         loss.backward()
