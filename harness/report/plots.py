@@ -329,32 +329,57 @@ def _input_words(keypoints: str, synthetic: bool) -> str:
     return f"{kp} input" + (", synthetic data" if synthetic else "")
 
 
+class _Panels:
+    """What the per-setting dot-plot figures share: the references (and their line order) and the
+    settings of one benchmark in ``df`` (a one-line DataError, ``empty``, when it has none), and, panel
+    by panel, the rows and references drawn, for the figure's one legend."""
+
+    def __init__(self, df: pd.DataFrame, benchmark: str, references: Sequence[dict[str, Any]] | None, empty: str):
+        self.benchmark = benchmark
+        self.refs_all = load_references() if references is None else list(references)
+        self.ref_order = list(dict.fromkeys(_ref_short(r) for r in self.refs_all))
+        self.settings = [(key, sub) for key, sub in split_settings(normalise(df)) if key[0] == benchmark]
+        if not self.settings:
+            raise DataError(empty)
+        self.rows: list[Any] = []
+        self.refs: list[dict[str, Any]] = []
+        self.panel_rows: list[list[Any]] = []
+
+    def draw(self, ax, sub: pd.DataFrame, metric: str, groups: list[str], keypoints: str, synthetic: bool) -> list:
+        """:func:`_dot_rows` of ``sub``'s rows of ``metric`` over ``groups`` and the matching references;
+        returns the values drawn."""
+        rows = our_rows(sub, [metric], groups)
+        refs = [r for r in matching_references(self.refs_all, self.benchmark, keypoints, synthetic)
+                if metric in r["metrics"]]
+        self.panel_rows.append(rows)
+        self.rows += [r for r in rows if r.label not in {q.label for q in self.rows}]
+        self.refs += [r for r in refs if r["name"] not in {q["name"] for q in self.refs}]
+        return _dot_rows(ax, rows, refs, metric, groups, self.ref_order)
+
+    def legend(self, fig: Figure, ncol: int, ncol_per_row: int, **kw) -> None:
+        """The figure's legend: one entry per row (``ncol_per_row`` columns) when a panel holds rows of
+        several profiles, else factorised (``ncol``)."""
+        per_row = any(len({r.profile for r in rows}) > 1 for rows in self.panel_rows)
+        _legend(fig, _legend_rows(self.rows, self.refs, self.ref_order, per_row),
+                ncol=ncol_per_row if per_row else ncol, **kw)
+
+
 # ------------------------------------------------------------------------------ H36M per action
 def h36m_by_action_figure(df: pd.DataFrame, metric: str = "P1",
                           references: Sequence[dict[str, Any]] | None = None) -> Figure:
     """The figure of :func:`plot_h36m_by_action`."""
     if metric not in ("P1", "P2"):
         raise DataError(f"per-action figure of {metric!r}: Human3.6M's metrics are P1 and P2")
-    refs_all = load_references() if references is None else list(references)
-    ref_order = list(dict.fromkeys(_ref_short(r) for r in refs_all))
-    settings = [(key, sub) for key, sub in split_settings(normalise(df)) if key[0] == "h36m"]
-    if not settings:
-        raise DataError("no Human3.6M runs in the results: nothing to plot per action")
+    panels = _Panels(df, "h36m", references, "no Human3.6M runs in the results: nothing to plot per action")
     name = {"P1": "P1 (MPJPE)", "P2": "P2 (P-MPJPE)"}[metric]
     with paper_style():
-        fig = _new_figure(TEXT_WIDTH, 0.35 + 1.85 * len(settings))
-        axes = fig.subplots(len(settings), 1, squeeze=False)[:, 0]
-        all_rows: list[Any] = []
-        all_refs: list[dict[str, Any]] = []
-        panel_rows: list[list[Any]] = []
-        for ax, ((_, kp, syn, *rest), sub) in zip(axes, settings):
+        fig = _new_figure(TEXT_WIDTH, 0.35 + 1.85 * len(panels.settings))
+        axes = fig.subplots(len(panels.settings), 1, squeeze=False)[:, 0]
+        for ax, ((_, kp, syn, *rest), sub) in zip(axes, panels.settings):
             sub, _ = latest_runs(sub)
             present = set(sub.loc[sub["metric"] == metric, "group"])
             groups = [a for a in H36M_ACTIONS if a in present] + ["Avg"]
-            rows = our_rows(sub, [metric], groups)
-            panel_rows.append(rows)
-            refs = [r for r in matching_references(refs_all, "h36m", kp, syn) if metric in r["metrics"]]
-            drawn = _dot_rows(ax, rows, refs, metric, groups, ref_order)
+            drawn = panels.draw(ax, sub, metric, groups, kp, syn)
             ax.set_xticklabels([LATEX_HEADERS.get(g, g) for g in groups])
             if len(groups) > 1:
                 ax.axvline(len(groups) - 1.5, color="#bdbdbd", linewidth=0.6, linestyle=":")
@@ -362,10 +387,7 @@ def h36m_by_action_figure(df: pd.DataFrame, metric: str = "P1",
             where = f", {trained_on('h36m', rest[0])}" if rest and rest[0] else ""
             ax.set_title(f"Human3.6M {name} per action, lower is better; {_input_words(kp, syn)}{where}",
                          loc="left")
-            all_rows += [r for r in rows if r.label not in {q.label for q in all_rows}]
-            all_refs += [r for r in refs if r["name"] not in {q["name"] for q in all_refs}]
-        per_row = any(len({r.profile for r in rows}) > 1 for rows in panel_rows)
-        _legend(fig, _legend_rows(all_rows, all_refs, ref_order, per_row), ncol=4 if per_row else 10)
+        panels.legend(fig, ncol=10, ncol_per_row=4)
     return fig
 
 
@@ -386,38 +408,24 @@ MPI3DHP_FIGURE_METRICS = ("PCK", "AUC")  # the official 14 evaluation joints
 
 def mpi3dhp_by_scene_figure(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None = None) -> Figure:
     """The figure of :func:`plot_3dhp_by_scene`."""
-    refs_all = load_references() if references is None else list(references)
-    ref_order = list(dict.fromkeys(_ref_short(r) for r in refs_all))
-    settings = [(key, sub) for key, sub in split_settings(normalise(df)) if key[0] == "3dhp"]
-    if not settings:
-        raise DataError("no MPI-INF-3DHP runs in the results: nothing to plot per scene")
+    panels = _Panels(df, "3dhp", references, "no MPI-INF-3DHP runs in the results: nothing to plot per scene")
     with paper_style():
-        fig = _new_figure(COLUMN_WIDTH, 0.55 + 1.75 * len(settings))
-        subfigs = fig.subfigures(len(settings), 1, squeeze=False)[:, 0]
-        all_rows: list[Any] = []
-        all_refs: list[dict[str, Any]] = []
-        panel_rows: list[list[Any]] = []
-        for sf, ((_, kp, syn, *rest), sub) in zip(subfigs, settings):
+        fig = _new_figure(COLUMN_WIDTH, 0.55 + 1.75 * len(panels.settings))
+        subfigs = fig.subfigures(len(panels.settings), 1, squeeze=False)[:, 0]
+        for sf, ((_, kp, syn, *rest), sub) in zip(subfigs, panels.settings):
             sub, _ = latest_runs(sub)
             axes = sf.subplots(1, len(MPI3DHP_FIGURE_METRICS), squeeze=False)[0]
             for ax, metric in zip(axes, MPI3DHP_FIGURE_METRICS):
                 present = set(sub.loc[sub["metric"] == metric, "group"])
                 groups = [g for g in MPI3DHP_SCENE_ORDER if g in present]
-                rows = our_rows(sub, [metric], groups)
-                panel_rows.append(rows)
-                refs = [r for r in matching_references(refs_all, "3dhp", kp, syn) if metric in r["metrics"]]
-                drawn = _dot_rows(ax, rows, refs, metric, groups, ref_order)
+                drawn = panels.draw(ax, sub, metric, groups, kp, syn)
                 ax.set_xticklabels(groups)
                 _value_axis(ax, drawn, f"{metric} (%)", upper_limit=100.0)
                 ax.set_title(f"{metric}, higher is better")
-                all_rows += [r for r in rows if r.label not in {q.label for q in all_rows}]
-                all_refs += [r for r in refs if r["name"] not in {q["name"] for q in all_refs}]
             train = rest[0] if rest else ""
             sf.suptitle(f"MPI-INF-3DHP, 14 joints, {trained_on('3dhp', train)}"
                         + (" (synthetic data)" if syn else ""), fontsize=8)
-        per_row = any(len({r.profile for r in rows}) > 1 for rows in panel_rows)
-        _legend(fig, _legend_rows(all_rows, all_refs, ref_order, per_row), ncol=2 if per_row else 4,
-                lines_planned=2)
+        panels.legend(fig, ncol=4, ncol_per_row=2, lines_planned=2)
     return fig
 
 
