@@ -863,13 +863,19 @@ def tex_file(tables: Sequence[pd.DataFrame]) -> str:
 
 
 def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None = None,
-                 runs_dir: Path | None = None) -> dict[str, list[pd.DataFrame]]:
+                 runs_dir: Path | None = None, intervals: pd.DataFrame | None = None
+                 ) -> dict[str, list[pd.DataFrame]]:
     """Every table of a results set, by file stem: ``h36m_p1``, ``h36m_p2``, ``3dhp``, ``ablation``
-    (a stem with several settings has one table per setting). With ``runs_dir`` (the run folders),
-    the ablation has the intervals of its differences where the runs' per-clip errors are there."""
+    (a stem with several settings has one table per setting). The ablation has the intervals of its
+    differences: ``intervals`` (:func:`harness.report.significance.ablation_intervals` of ``df``, every
+    setting), or, with ``runs_dir`` (the run folders), those computed from the runs' per-clip errors
+    where they are there."""
     refs = load_references() if references is None else list(references)
+    if intervals is None and runs_dir is not None:
+        intervals = significance.ablation_intervals(df, runs_dir, strict=False)
     docs: dict[str, list[pd.DataFrame]] = {"h36m_p1": [], "h36m_p2": [], "3dhp": [], "ablation": []}
-    for (bench, *_), sub in split_settings(df):
+    for key, sub in split_settings(df):
+        bench = key[0]
         if bench == "h36m":
             docs["h36m_p1"].append(h36m_table(sub, "P1", refs))
             docs["h36m_p2"].append(h36m_table(sub, "P2", refs))
@@ -878,9 +884,9 @@ def build_tables(df: pd.DataFrame, references: Sequence[dict[str, Any]] | None =
         else:
             raise DataError(f"unknown benchmark '{bench}' in the results")
         if (sub["model"] == "diffusion").any():
-            docs["ablation"].append(ablation_table(
-                sub, intervals=None if runs_dir is None else significance.ablation_intervals(sub, runs_dir,
-                                                                                           strict=False)))
+            mine = None if intervals is None else intervals[np.logical_and.reduce(
+                [intervals[c] == v for c, v in zip(_SETTING, key)])]  # this setting's
+            docs["ablation"].append(ablation_table(sub, intervals=mine))
     return {k: v for k, v in docs.items() if v}
 
 
@@ -936,7 +942,9 @@ def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
     out_dir = Path(out_dir)
     refs = load_references() if references is None else list(references)
     paths: list[Path] = []
-    for stem, tables in build_tables(df, refs, runs_dir=runs_dir).items():
+    # the intervals of the ablation's differences, read once for the tables and the figure
+    intervals = None if runs_dir is None else significance.ablation_intervals(df, runs_dir, strict=False)
+    for stem, tables in build_tables(df, refs, intervals=intervals).items():
         paths.append(_write_text(out_dir / f"{stem}.md", "\n".join(to_markdown(t) for t in tables)))
         paths.append(_write_text(out_dir / f"{stem}.tex", tex_file(tables)))
     paths.append(_write_text(out_dir / "provenance.md", provenance(df)))
@@ -951,7 +959,7 @@ def write_tables(df: pd.DataFrame, out_dir: Path, runs_dir: Path | None = None,
     if (df["benchmark"] == "3dhp").any():
         paths += plots.plot_3dhp_by_scene(df, out_dir / "3dhp_by_scene.png", references=refs)
     if runs_dir is not None:
-        paths += _ablation_delta_figures(plots, significance.ablation_intervals(df, runs_dir, strict=False), out_dir)
+        paths += _ablation_delta_figures(plots, intervals, out_dir)
         run_dir = plots.pick_pose_run(df, runs_dir)
         if run_dir is not None:
             paths += plots.plot_poses(run_dir, out_dir / "poses.png") or []

@@ -63,19 +63,21 @@ def widest() -> pd.DataFrame:
 
 def _intervals(df: pd.DataFrame, runs_dir) -> pd.DataFrame:
     """Three-digit differences with intervals for every row of :func:`widest` (what
-    ``significance.ablation_intervals`` gives when the runs' per-frame errors are there), one of each
-    benchmark not significant: the widest interval cells, ``-10.25 [-12.50, -8.00]`` and ``n.s.``."""
+    ``significance.ablation_intervals`` gives when the runs' per-frame errors are there: each row names
+    its setting), one of each benchmark not significant: the widest interval cells,
+    ``-10.25 [-12.50, -8.00]`` and ``n.s.``."""
     rows = []
-    for bench, metrics in (("h36m", ("P1", "P2")), ("3dhp", ("PCK", "MPJPE", "MPJPE17"))):
+    for (bench, keypoints, synthetic, train_on), _ in T.split_settings(df):
+        metrics = ("P1", "P2") if bench == "h36m" else ("PCK", "MPJPE", "MPJPE17")
         for profile in ("quick", "quick/released"):
             for variant in ("cce", "cag", "full"):
                 for noise in ("gaussian", "gmm"):
                     for m in metrics:
                         ns = variant == "cce" and noise == "gmm"
-                        rows.append(dict(benchmark=bench, keypoints="", synthetic=False, train_on="", profile=profile,
-                                         variant=variant, noise=noise, metric=m, delta=-10.25, lo=-12.5,
-                                         hi=1.25 if ns else -8.0, significant=not ns, n_clips=232, n_seeds=2,
-                                         method="paired bootstrap over 232 clips, seed-averaged over 2 seeds"))
+                        rows.append(dict(benchmark=bench, keypoints=keypoints, synthetic=synthetic, train_on=train_on,
+                                         profile=profile, variant=variant, noise=noise, metric=m, delta=-10.25,
+                                         lo=-12.5, hi=1.25 if ns else -8.0, significant=not ns, n_clips=232,
+                                         n_seeds=2, method="paired bootstrap over 232 clips, seed-averaged over 2 seeds"))
     return pd.DataFrame(rows)
 
 
