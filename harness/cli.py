@@ -334,7 +334,7 @@ class _ProgressPrinter:
                 console.print("  evaluating ...", highlight=False)
         elif stage in ("lifter", "denoiser") and ev.get("steps_per_epoch"):
             spe, e = ev["steps_per_epoch"], ev["epoch"]
-            done = {"start": e * spe, "step": (e - 1) * spe + ev.get("step", 0)}.get(kind, e * spe)
+            done = _steps_done(ev)
             loss = f" loss {ev['loss']:.4f}" if "loss" in ev else ""
             secs = f" ({ev['seconds']:.1f} s/epoch)" if kind == "epoch" else ""
             shown = min(e + 1, ev["epochs"]) if kind == "start" else e
@@ -343,6 +343,13 @@ class _ProgressPrinter:
         elif stage in ("gmm", "eval") and ev.get("total") is not None:
             self._bar(stage, "GMM noise fit (joints)" if stage == "gmm" else "evaluating (batches)",
                       completed=ev.get("done", 0), total=ev["total"])
+
+
+def _steps_done(ev: dict) -> int:
+    """The optimiser steps a training stage's progress event says are done (harness.train.records):
+    after a "step" event its epoch's steps so far, else (start, epoch) whole epochs."""
+    spe, e = ev.get("steps_per_epoch") or 1, ev["epoch"]
+    return (e - 1) * spe + ev.get("step", 0) if ev.get("kind") == "step" else e * spe
 
 
 def _progress_printer() -> _ProgressPrinter:
@@ -673,12 +680,13 @@ def ablate_cmd(
                     prog.console.print(f"{ev['run']}: {ev['stage']} epoch {ev['epoch']}/{ev['epochs']} "
                                        f"loss {ev['loss']:.5f} {ev['seconds']:.1f} s", highlight=False)
                 if kind == "epoch":
-                    desc, done = f"{ev['stage']} loss {ev['loss']:.4f} ({ev['seconds']:.1f} s/epoch)", ev["epoch"] * spe
+                    desc = f"{ev['stage']} loss {ev['loss']:.4f} ({ev['seconds']:.1f} s/epoch)"
                 elif kind == "step":  # the bar moves within the epoch, in steps
-                    desc, done = f"{ev['stage']} loss {ev['loss']:.4f}", (ev["epoch"] - 1) * spe + ev["step"]
+                    desc = f"{ev['stage']} loss {ev['loss']:.4f}"
                 else:
-                    desc, done = f"{ev['stage']}", ev["epoch"] * spe
-                prog.update(cur, description=f"{ev['run']}: {desc}", completed=done, total=ev["epochs"] * spe)
+                    desc = f"{ev['stage']}"
+                prog.update(cur, description=f"{ev['run']}: {desc}", completed=_steps_done(ev),
+                            total=ev["epochs"] * spe)
             elif e == "progress" and ev.get("stage") in ("gmm", "eval"):
                 what = "GMM noise fit" if ev["stage"] == "gmm" else "evaluating"
                 prog.update(cur, description=f"{ev['run']}: {what}", completed=ev.get("done", 0),
@@ -736,9 +744,7 @@ def _write_tables(results_dir: Path, out: Path | None = None, fmt: str = "text",
         where.print(f"wrote {escape(str(p))}", highlight=False, soft_wrap=True)
 
 
-class SummaryFormat(str, Enum):
-    text = "text"
-    md = "md"
+SummaryFormat = _choices("SummaryFormat", ("text", "md"))
 
 
 @app.command("tables")
@@ -746,7 +752,7 @@ class SummaryFormat(str, Enum):
 def tables_cmd(
     results_dir: Path = typer.Argument(Path("results"), help="A results folder (run folders with metrics.json) or a results.csv."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for results.csv, tables and figures (default: RESULTS_DIR/tables)."),
-    fmt: SummaryFormat = typer.Option(SummaryFormat.text, "--format", help="The printed summary: text (a table per benchmark) or md (Markdown)."),
+    fmt: SummaryFormat = typer.Option(SummaryFormat("text"), "--format", help="The printed summary: text (a table per benchmark) or md (Markdown)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (a list of tables) instead."),
 ) -> None:
     """Regenerate results.csv, the Markdown/LaTeX tables and the plots from a results set; print a summary."""

@@ -152,9 +152,7 @@ def train_denoiser(cfg: Config, model: torch.nn.Module, train_set: PoseSet, nois
         sched.load_state_dict(st["scheduler"])
         set_rng_state(gen, st["rng"])
         start = st["epoch"] + 1
-    # a compiled step drops the epoch's last partial batch (one batch shape): a step fewer
-    spe = max(1, len(train) // min(cfg.batch_size, len(train))) if step.static else steps_per_epoch(len(train),
-                                                                                                     cfg.batch_size)
+    spe = steps_per_epoch(len(train), cfg.batch_size, drop_last=step.static)  # compiled: no short batch
     if progress:
         progress({"stage": "denoiser", "kind": "start", "epoch": start, "epochs": cfg.epochs,
                   "steps_per_epoch": spe, "frames": len(train), "batch_size": cfg.batch_size})

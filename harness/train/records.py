@@ -69,9 +69,15 @@ class StepTicker:
                        "step": k, "steps_per_epoch": self.spe, "loss": float(total) / max(count, 1)})
 
 
-def steps_per_epoch(frames: int, batch_size: int) -> int:
-    """Optimiser steps of one epoch: ``ceil(frames / batch_size)`` (the last batch short)."""
-    return math.ceil(frames / batch_size) if frames else 0
+def steps_per_epoch(frames: int, batch_size: int, drop_last: bool = False) -> int:
+    """Optimiser steps of one epoch: ``ceil(frames / batch_size)`` (the last batch short), or with
+    ``drop_last`` (a compiled step, :func:`harness.train.loop._epoch`) ``frames // batch_size``, the
+    batch being at most the split."""
+    if not frames:
+        return 0
+    if drop_last:
+        return frames // min(batch_size, frames)
+    return math.ceil(frames / batch_size)
 
 
 def config_summary(cfg, keys=None) -> str:
