@@ -411,11 +411,11 @@ _TRAIN_OWN = {"variant": "--variant", "noise": "--noise", "benchmark": "--benchm
               "data_root": "--data-root", "keypoints": "--keypoints", "profile": "--profile",
               "profiles_file": "--profiles", "recipe": "--recipe", "seed": "--seed", "device": "--device",
               "epochs": "--epochs", "hypotheses": "--hypotheses", "precision": "--precision",
-              "initial_3d": "--initial-3d"}
+              "initial_3d": "--initial-3d", "compile": "--compile"}
 _ABLATE_OWN = {"variant": "--variants", "noise": "--noises", "benchmark": "--benchmarks", "seed": "--seeds",
                "profile": "--profile", "profiles_file": "--profiles", "recipe": "--recipe",
                "data_root": "--data-root", "keypoints": "--keypoints", "train_on": "--train-on",
-               "device": "--device", "epochs": "--epochs"}
+               "device": "--device", "epochs": "--epochs", "compile": "--compile"}
 
 
 def _value(choice: Optional[Enum]) -> Optional[str]:

@@ -182,3 +182,16 @@ def test_a_broken_package_yaml_at_import_is_one_line(monkeypatch, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err == "error: harness/configs/variants.yaml: malformed YAML at line 2, column 1\n"
+
+
+def test_set_refuses_compile_which_has_its_own_option(tmp_path):
+    """--compile is checked up front (graphs off CUDA): --set must not go round it, in train or ablate."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    for cmd in ("train", "ablate"):
+        r = CliRunner().invoke(app, [cmd, "--set", "compile=graphs", "--device", "cpu", "--out", str(tmp_path / cmd)])
+        assert r.exit_code == 2, r.output
+        assert "error: --set compile: has its own option, use --compile" in r.output
+        assert not (tmp_path / cmd).exists()
