@@ -310,9 +310,12 @@ def profile_files(user: Path | str | None = None) -> tuple[dict[str, dict[str, A
     return profiles, files
 
 
-def check_profile_name(profile: str, user: Path | str | None = None, option: str = "--profile") -> None:
-    """``profile`` is a built-in profile or one of ``user``'s file (:func:`profile_files`)."""
-    profiles, _ = profile_files(user)
+def check_profile_name(profile: str, user: Path | str | None = None, option: str = "--profile",
+                       profiles: Mapping[str, Any] | None = None) -> None:
+    """``profile`` is a built-in profile or one of ``user``'s file (:func:`profile_files`; ``profiles``:
+    those, already read)."""
+    if profiles is None:
+        profiles, _ = profile_files(user)
     if profile not in profiles:
         raise ConfigError(f"{option}: unknown profile '{profile}'; valid: {', '.join(sorted(profiles))}")
 
@@ -356,12 +359,17 @@ def is_detected(keypoints: str) -> bool:
     return not str(keypoints).startswith("gt")
 
 
-def recipe_values(recipe: str, keypoints: str) -> dict[str, Any]:
-    """The Config values of ``recipe`` for 2D input ``keypoints`` (its ``detected`` part on detections)."""
+def check_recipe_name(recipe: str, option: str = "--recipe") -> None:
+    """``recipe`` is one of ``harness/configs/recipes.yaml``; a one-line ConfigError listing them otherwise."""
     recipes = load_recipes()
     if recipe not in recipes:
-        raise ConfigError(f"--recipe: unknown recipe '{recipe}'; valid: {', '.join(recipes)}")
-    r = recipes[recipe]
+        raise ConfigError(f"{option}: unknown recipe '{recipe}'; valid: {', '.join(recipes)}")
+
+
+def recipe_values(recipe: str, keypoints: str) -> dict[str, Any]:
+    """The Config values of ``recipe`` for 2D input ``keypoints`` (its ``detected`` part on detections)."""
+    check_recipe_name(recipe)
+    r = load_recipes()[recipe]
     return {**r["values"], **(r["detected"] if is_detected(keypoints) else {}), "recipe": recipe}
 
 
@@ -380,8 +388,7 @@ def resolve_config(profile: str = "quick", overrides: dict[str, Any] | None = No
     user = profiles_path if profiles_path is not None else overrides.pop("profiles_file", None)
     overrides.pop("profiles_file", None)
     profiles, files = profile_files(user)
-    if profile not in profiles:
-        raise ConfigError(f"--profile: unknown profile '{profile}'; valid: {', '.join(sorted(profiles))}")
+    check_profile_name(profile, profiles=profiles)
     source = files[profile]
     recipe = recipe or overrides.pop("recipe", None) or "harness"
     overrides.pop("recipe", None)

@@ -75,11 +75,9 @@ def check_profile(value: str | None, option: str = "--profile", profiles: Path |
 def check_recipe(value: str | None, option: str = "--recipe") -> None:
     if value is None:
         return
-    from harness.config import load_recipes
+    from harness.config import check_recipe_name
 
-    recipes = load_recipes()
-    if value not in recipes:
-        raise ConfigError(f"{option}: unknown recipe '{value}'; valid: {', '.join(recipes)}")
+    check_recipe_name(value, option)
 
 
 def check_keypoints(value: str | None, option: str = "--keypoints") -> None:
